@@ -1,0 +1,333 @@
+//! Config sections shared by clients and nodes: `[cluster]`, `[tls]`, `[[volume]]`, and the
+//! client's own `[client]` and `[cache]`. One TOML file per process; unknown keys and bad values
+//! fail at load time with a message that names the key. `configs/` has a commented example of
+//! every key.
+
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::{Deserialize, de::DeserializeOwned};
+
+use crate::{
+    key::{NodeId, Volume},
+    units::{ByteSize, Span},
+};
+
+/// Smallest and largest page size a volume may use (JuiceFS blocks are 64 KiB to 16 MiB).
+pub const MIN_PAGE_SIZE: u64 = 64 << 10;
+pub const MAX_PAGE_SIZE: u64 = 16 << 20;
+/// Default page size: one JuiceFS block.
+pub const DEFAULT_PAGE_SIZE: ByteSize = ByteSize::mib(4);
+/// Largest weight a member may have (weights are small relative numbers; 0 drains a node).
+pub const MAX_WEIGHT: u32 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid { key: key.into(), message: message.into() }
+    }
+}
+
+/// Reads and parses one TOML config file; `T` decides which sections are allowed.
+pub fn load_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    parse_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+}
+
+/// Parses TOML text; the message names the offending key and line.
+pub fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+}
+
+/// `[cluster]`: who is on the ring.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Where membership comes from. Only `"static"` (this list) for now.
+    #[serde(default)]
+    pub membership: Membership,
+    /// The nodes of the ring. Clients and nodes should list the same members.
+    pub members: Vec<MemberConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Membership {
+    #[default]
+    Static,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: NodeId,
+    /// QUIC (UDP) address of the node.
+    pub addr: SocketAddr,
+    /// Share of the key space, relative to the other members. Default 1; 0 takes no pages.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[tls]`: PEM files of the cluster CA and of this process's own certificate and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[[volume]]`: one file system's data, who may read it, and where it comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    pub name: Volume,
+    /// Shared secret a client presents to read this volume's pages.
+    pub token: String,
+    /// Ordered origins: the first that has an object serves it (e.g. a regional copy, then the
+    /// source bucket).
+    pub origin: Vec<OriginConfig>,
+}
+
+/// `[[volume.origin]]`: one object store.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OriginConfig {
+    /// `s3://bucket/prefix` (key K is object `prefix/K`) or `file:///abs/path`.
+    pub url: String,
+    /// S3 endpoint, e.g. `http://127.0.0.1:9000`; unset means AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Allow plain-HTTP endpoints (tests and local mirrors only).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// `[cache]` as a client sees it: only the page size, which must equal the nodes'.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageSizeConfig {
+    #[serde(default = "default_page_size")]
+    pub page_size: ByteSize,
+}
+
+impl Default for PageSizeConfig {
+    fn default() -> Self {
+        Self { page_size: DEFAULT_PAGE_SIZE }
+    }
+}
+
+pub fn default_page_size() -> ByteSize {
+    DEFAULT_PAGE_SIZE
+}
+
+/// `[client]`: deadlines of the client library.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// Deadline for a QUIC handshake with a node. Default 2s.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Span,
+    /// Deadline for one page from a node, first byte to last. Default 10s.
+    #[serde(default = "default_page_timeout")]
+    pub page_timeout: Span,
+    /// Deadline for one page read from the origin on fallback. Default 30s.
+    #[serde(default = "default_origin_timeout")]
+    pub origin_timeout: Span,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        Self {
+            connect_timeout: default_connect_timeout(),
+            page_timeout: default_page_timeout(),
+            origin_timeout: default_origin_timeout(),
+        }
+    }
+}
+
+fn default_connect_timeout() -> Span {
+    Span(Duration::from_secs(2))
+}
+fn default_page_timeout() -> Span {
+    Span(Duration::from_secs(10))
+}
+fn default_origin_timeout() -> Span {
+    Span(Duration::from_secs(30))
+}
+
+/// A client's whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub cluster: ClusterConfig,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub volume: Vec<VolumeConfig>,
+    #[serde(default)]
+    pub cache: PageSizeConfig,
+    #[serde(default)]
+    pub client: ClientSection,
+}
+
+impl ClientConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = load_toml(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_cluster(&self.cluster)?;
+        validate_volumes(&self.volume)?;
+        validate_page_size("cache.page_size", self.cache.page_size)
+    }
+}
+
+/// Checks `[cluster]`: at least one member, unique ids and addresses, weights in range.
+pub fn validate_cluster(cluster: &ClusterConfig) -> Result<(), ConfigError> {
+    if cluster.members.is_empty() {
+        return Err(ConfigError::invalid("cluster.members", "needs at least one member"));
+    }
+    let (mut ids, mut addrs) = (HashSet::new(), HashSet::new());
+    for (i, m) in cluster.members.iter().enumerate() {
+        if !ids.insert(&m.id) {
+            return Err(ConfigError::invalid(format!("cluster.members[{i}].id"), format!("duplicate id {}", m.id)));
+        }
+        if !addrs.insert(m.addr) {
+            return Err(ConfigError::invalid(format!("cluster.members[{i}].addr"), format!("duplicate address {}", m.addr)));
+        }
+        if m.weight > MAX_WEIGHT {
+            return Err(ConfigError::invalid(format!("cluster.members[{i}].weight"), format!("must be 0..={MAX_WEIGHT}")));
+        }
+    }
+    if cluster.members.iter().all(|m| m.weight == 0) {
+        return Err(ConfigError::invalid("cluster.members", "every member has weight 0: nothing could own a page"));
+    }
+    Ok(())
+}
+
+/// Checks `[[volume]]`: unique names, a token, at least one origin with a known scheme.
+pub fn validate_volumes(volumes: &[VolumeConfig]) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    for (i, v) in volumes.iter().enumerate() {
+        if !names.insert(&v.name) {
+            return Err(ConfigError::invalid(format!("volume[{i}].name"), format!("duplicate volume {}", v.name)));
+        }
+        if v.token.len() < 8 || v.token.len() > crate::wire::MAX_TOKEN_LEN {
+            return Err(ConfigError::invalid(
+                format!("volume[{i}].token"),
+                format!("must be 8..={} bytes", crate::wire::MAX_TOKEN_LEN),
+            ));
+        }
+        if v.origin.is_empty() {
+            return Err(ConfigError::invalid(format!("volume[{i}].origin"), "needs at least one origin"));
+        }
+        for (j, o) in v.origin.iter().enumerate() {
+            if !(o.url.starts_with("s3://") || o.url.starts_with("file:///")) {
+                return Err(ConfigError::invalid(
+                    format!("volume[{i}].origin[{j}].url"),
+                    format!("{:?}: expected s3://bucket/prefix or file:///absolute/path", o.url),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_page_size(key: &str, size: ByteSize) -> Result<(), ConfigError> {
+    if (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&size.0) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, format!("{size} is outside {}..={}", ByteSize(MIN_PAGE_SIZE), ByteSize(MAX_PAGE_SIZE))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+membership = "static"
+members = [ { id = "a", addr = "127.0.0.1:7001" }, { id = "b", addr = "127.0.0.1:7002", weight = 2 } ]
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/client.pem"
+key = "certs/client.key"
+[[volume]]
+name = "vol1"
+token = "0123456789abcdef"
+[[volume.origin]]
+url = "s3://bucket/prefix"
+endpoint = "http://127.0.0.1:9000"
+allow_http = true
+"#;
+
+    fn parse(text: &str) -> Result<ClientConfig, String> {
+        let c: ClientConfig = parse_toml(text)?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let c = parse(GOOD).expect("parses");
+        assert_eq!(c.cluster.members[0].weight, 1);
+        assert_eq!(c.cluster.members[1].weight, 2);
+        assert_eq!(c.cache.page_size, DEFAULT_PAGE_SIZE);
+        assert_eq!(c.client.page_timeout.0, Duration::from_secs(10));
+        assert_eq!(c.volume[0].origin[0].region, None);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse(&GOOD.replace("allow_http", "allow_htp")).unwrap_err();
+        assert!(err.contains("allow_htp"), "{err}");
+        let err = parse(&format!("{GOOD}\n[bogus]\nx = 1\n")).unwrap_err();
+        assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (GOOD.replace("\"b\", addr", "\"a\", addr"), "cluster.members[1].id"),
+            (GOOD.replace("7002", "7001"), "cluster.members[1].addr"),
+            (GOOD.replace("0123456789abcdef", "short"), "volume[0].token"),
+            (GOOD.replace("s3://bucket", "ftp://bucket"), "volume[0].origin[0].url"),
+            (format!("{GOOD}\n[cache]\npage_size = \"1KiB\"\n"), "cache.page_size"),
+            (GOOD.replace("weight = 2", "weight = 1000"), "cluster.members[1].weight"),
+        ];
+        for (text, key) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(key), "expected {key} in {err}");
+        }
+        let err = parse(&GOOD.replace("\"a\", addr", "\"A\", addr")).unwrap_err();
+        assert!(err.contains("node id"), "{err}");
+        let err = parse(&GOOD.replace("membership = \"static\"", "membership = \"gossip\"")).unwrap_err();
+        assert!(err.contains("membership"), "{err}");
+    }
+}

@@ -1,0 +1,272 @@
+//! Requests: `Get` (one page, or a range inside it) and `Status` (the node's counters).
+
+use std::fmt;
+
+use super::{
+    MAX_REQUEST_BODY, MAX_TOKEN_LEN, REQUEST_PREFIX_LEN, VERSION, WireError,
+    cursor::{Cursor, put_str},
+};
+use crate::{
+    config::{MAX_PAGE_SIZE, MIN_PAGE_SIZE},
+    key::{MAX_KEY_LEN, MAX_VOLUME_LEN, ObjectKey, Volume},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RequestKind {
+    Get = 1,
+    Status = 2,
+}
+
+impl TryFrom<u8> for RequestKind {
+    type Error = WireError;
+    fn try_from(v: u8) -> Result<Self, WireError> {
+        match v {
+            1 => Ok(Self::Get),
+            2 => Ok(Self::Status),
+            other => Err(WireError::UnknownKind(other)),
+        }
+    }
+}
+
+/// Read bytes `[start, start + len)` of page `page` of `key` in `volume`, where page `p` covers
+/// object bytes `[p * page_size, (p + 1) * page_size)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Get {
+    pub volume: Volume,
+    /// The volume's shared secret; never printed.
+    pub token: String,
+    pub key: ObjectKey,
+    pub page_size: u32,
+    pub page: u64,
+    pub start: u32,
+    pub len: u32,
+}
+
+impl fmt::Debug for Get {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Get")
+            .field("volume", &self.volume)
+            .field("token", &"<redacted>")
+            .field("key", &self.key)
+            .field("page_size", &self.page_size)
+            .field("page", &self.page)
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Get {
+    /// Checks the geometry: a known page size, a non-empty range inside the page, and a page
+    /// whose byte offsets fit in 64 bits.
+    pub fn check_range(&self) -> Result<(), WireError> {
+        let ps = u64::from(self.page_size);
+        if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps) {
+            return Err(WireError::Range(format!("page size {ps} outside {MIN_PAGE_SIZE}..={MAX_PAGE_SIZE}")));
+        }
+        if self.len == 0 || u64::from(self.start) + u64::from(self.len) > ps {
+            return Err(WireError::Range(format!("[{}, +{}) is not inside a page of {ps}", self.start, self.len)));
+        }
+        if self.page.checked_mul(ps).and_then(|o| o.checked_add(ps)).is_none() {
+            return Err(WireError::Range(format!("page {} of size {ps} is past 2^64", self.page)));
+        }
+        Ok(())
+    }
+
+    /// Object byte offset of the first byte asked for.
+    pub fn object_offset(&self) -> u64 {
+        self.page * u64::from(self.page_size) + u64::from(self.start)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Get(Get),
+    Status,
+}
+
+impl Request {
+    pub fn kind(&self) -> RequestKind {
+        match self {
+            Self::Get(_) => RequestKind::Get,
+            Self::Status => RequestKind::Status,
+        }
+    }
+
+    /// The whole frame: prefix and body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(64);
+        if let Self::Get(g) = self {
+            put_str(&mut body, 1, MAX_VOLUME_LEN, g.volume.as_str());
+            put_str(&mut body, 1, MAX_TOKEN_LEN, &g.token);
+            put_str(&mut body, 2, MAX_KEY_LEN, g.key.as_str());
+            body.extend_from_slice(&g.page_size.to_be_bytes());
+            body.extend_from_slice(&g.page.to_be_bytes());
+            body.extend_from_slice(&g.start.to_be_bytes());
+            body.extend_from_slice(&g.len.to_be_bytes());
+        }
+        let mut out = Vec::with_capacity(REQUEST_PREFIX_LEN + body.len());
+        out.push(VERSION);
+        out.push(self.kind() as u8);
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Checks the fixed prefix and returns the kind and the body length still to read.
+    pub fn parse_prefix(prefix: &[u8; REQUEST_PREFIX_LEN]) -> Result<(RequestKind, usize), WireError> {
+        if prefix[0] != VERSION {
+            return Err(WireError::Version(prefix[0]));
+        }
+        let kind = RequestKind::try_from(prefix[1])?;
+        let len = u32::from_be_bytes([prefix[2], prefix[3], prefix[4], prefix[5]]) as usize;
+        if len > MAX_REQUEST_BODY {
+            return Err(WireError::TooLarge { what: "request body", len, max: MAX_REQUEST_BODY });
+        }
+        Ok((kind, len))
+    }
+
+    /// Decodes a body whose length [`Request::parse_prefix`] already checked.
+    pub fn decode_body(kind: RequestKind, body: &[u8]) -> Result<Self, WireError> {
+        let mut c = Cursor::new(body);
+        let request = match kind {
+            RequestKind::Status => Self::Status,
+            RequestKind::Get => {
+                let volume = Volume::new(c.str(1, MAX_VOLUME_LEN, "volume")?)?;
+                let token = c.str(1, MAX_TOKEN_LEN, "token")?.to_owned();
+                let key = ObjectKey::new(c.str(2, MAX_KEY_LEN, "key")?)?;
+                let get = Get {
+                    volume,
+                    token,
+                    key,
+                    page_size: c.u32("page size")?,
+                    page: c.u64("page")?,
+                    start: c.u32("start")?,
+                    len: c.u32("len")?,
+                };
+                get.check_range()?;
+                Self::Get(get)
+            }
+        };
+        c.finish()?;
+        Ok(request)
+    }
+
+    /// Decodes one frame from the front of `buf`: `Ok(None)` while it is incomplete, else the
+    /// request and the bytes it used.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Self, usize)>, WireError> {
+        let Some(prefix) = buf.first_chunk::<REQUEST_PREFIX_LEN>() else { return Ok(None) };
+        let (kind, len) = Self::parse_prefix(prefix)?;
+        let Some(body) = buf.get(REQUEST_PREFIX_LEN..REQUEST_PREFIX_LEN + len) else { return Ok(None) };
+        Ok(Some((Self::decode_body(kind, body)?, REQUEST_PREFIX_LEN + len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn get() -> Get {
+        Get {
+            volume: Volume::new("vol1").expect("valid"),
+            token: "secret-token".into(),
+            key: ObjectKey::new("jfs/chunks/0/1/1234_0_4194304").expect("valid"),
+            page_size: 4 << 20,
+            page: 0,
+            start: 0,
+            len: 4 << 20,
+        }
+    }
+
+    #[test]
+    fn get_round_trips_and_hides_token() {
+        let req = Request::Get(get());
+        let frame = req.encode();
+        assert_eq!(Request::decode(&frame), Ok(Some((req.clone(), frame.len()))));
+        assert!(!format!("{req:?}").contains("secret-token"));
+        assert_eq!(Request::decode(&Request::Status.encode()).map(|r| r.map(|r| r.0)), Ok(Some(Request::Status)));
+    }
+
+    #[test]
+    fn every_truncation_is_incomplete() {
+        let frame = Request::Get(get()).encode();
+        for cut in 0..frame.len() {
+            assert_eq!(Request::decode(&frame[..cut]), Ok(None), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn bad_frames_get_typed_errors() {
+        let frame = Request::Get(get()).encode();
+        let mut bad = frame.clone();
+        bad[0] = 9;
+        assert_eq!(Request::decode(&bad), Err(WireError::Version(9)));
+        bad = frame.clone();
+        bad[1] = 77;
+        assert_eq!(Request::decode(&bad), Err(WireError::UnknownKind(77)));
+        bad = frame.clone();
+        bad[2..6].copy_from_slice(&(1u32 << 30).to_be_bytes());
+        assert!(matches!(Request::decode(&bad), Err(WireError::TooLarge { what: "request body", .. })));
+        // Body length says one byte more than the fields use.
+        bad = frame.clone();
+        bad[2..6].copy_from_slice(&((frame.len() - REQUEST_PREFIX_LEN + 1) as u32).to_be_bytes());
+        bad.push(0);
+        assert_eq!(Request::decode(&bad), Err(WireError::Trailing(1)));
+        for (start, len, page) in [(0, 0, 0), (1, 4 << 20, 0), (0, 1, u64::MAX)] {
+            let req = Request::Get(Get { start, len, page, ..get() });
+            assert!(matches!(Request::decode(&req.encode()), Err(WireError::Range(_))));
+        }
+        let req = Request::Get(Get { page_size: 1000, len: 10, ..get() });
+        assert!(matches!(Request::decode(&req.encode()), Err(WireError::Range(_))));
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        let mut frame = Request::Get(get()).encode();
+        // Overwrite the key's first byte with '/', making it an absolute path.
+        let key_at = REQUEST_PREFIX_LEN + 1 + 4 + 1 + "secret-token".len() + 2;
+        frame[key_at] = b'/';
+        assert!(matches!(Request::decode(&frame), Err(WireError::Name(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn any_valid_get_round_trips(
+            volume in "[a-z0-9._-]{1,64}",
+            token in "[ -~]{0,255}",
+            key in "[a-z0-9_]{1,20}(/[a-z0-9_]{1,20}){0,5}",
+            shift in 16u32..=24,
+            page in 0u64..(1 << 40),
+            start_frac in 0.0f64..1.0,
+            len_frac in 0.0f64..1.0,
+        ) {
+            let page_size = 1u32 << shift;
+            let start = ((page_size - 1) as f64 * start_frac) as u32;
+            let len = 1 + ((page_size - start - 1) as f64 * len_frac) as u32;
+            let get = Get {
+                volume: Volume::new(&volume).expect("valid"),
+                token,
+                key: ObjectKey::new(&key).expect("valid"),
+                page_size, page, start, len,
+            };
+            let frame = Request::Get(get.clone()).encode();
+            prop_assert_eq!(Request::decode(&frame), Ok(Some((Request::Get(get), frame.len()))));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Request::decode(&bytes);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(pos in 0usize..64, byte in any::<u8>()) {
+            let mut frame = Request::Get(get()).encode();
+            let at = pos % frame.len();
+            frame[at] = byte;
+            let _ = Request::decode(&frame);
+        }
+    }
+}

@@ -218,10 +218,16 @@ pub fn validate_cluster(cluster: &ClusterConfig) -> Result<(), ConfigError> {
             return Err(ConfigError::invalid(format!("cluster.members[{i}].id"), format!("duplicate id {}", m.id)));
         }
         if !addrs.insert(m.addr) {
-            return Err(ConfigError::invalid(format!("cluster.members[{i}].addr"), format!("duplicate address {}", m.addr)));
+            return Err(ConfigError::invalid(
+                format!("cluster.members[{i}].addr"),
+                format!("duplicate address {}", m.addr),
+            ));
         }
         if m.weight > MAX_WEIGHT {
-            return Err(ConfigError::invalid(format!("cluster.members[{i}].weight"), format!("must be 0..={MAX_WEIGHT}")));
+            return Err(ConfigError::invalid(
+                format!("cluster.members[{i}].weight"),
+                format!("must be 0..={MAX_WEIGHT}"),
+            ));
         }
     }
     if cluster.members.iter().all(|m| m.weight == 0) {
@@ -262,7 +268,10 @@ pub fn validate_page_size(key: &str, size: ByteSize) -> Result<(), ConfigError> 
     if (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&size.0) {
         Ok(())
     } else {
-        Err(ConfigError::invalid(key, format!("{size} is outside {}..={}", ByteSize(MIN_PAGE_SIZE), ByteSize(MAX_PAGE_SIZE))))
+        Err(ConfigError::invalid(
+            key,
+            format!("{size} is outside {}..={}", ByteSize(MIN_PAGE_SIZE), ByteSize(MAX_PAGE_SIZE)),
+        ))
     }
 }
 

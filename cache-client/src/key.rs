@@ -18,7 +18,9 @@ pub const MAX_NODE_ID_LEN: usize = 63;
 pub enum NameError {
     #[error("volume name {0:?} must be 1-{MAX_VOLUME_LEN} bytes of [a-zA-Z0-9._-]")]
     Volume(String),
-    #[error("object key must be 1-{MAX_KEY_LEN} bytes without NUL, leading '/', or '.'/'..'/empty segments (got {len} bytes)")]
+    #[error(
+        "object key must be 1-{MAX_KEY_LEN} bytes without NUL, leading '/', or '.'/'..'/empty segments (got {len} bytes)"
+    )]
     Key { len: usize },
     #[error("node id {0:?} must be 1-{MAX_NODE_ID_LEN} bytes of [a-z0-9-] (a DNS label)")]
     NodeId(String),

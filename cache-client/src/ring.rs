@@ -62,7 +62,9 @@ impl Ring {
             points.extend((0..m.weight * VNODES_PER_WEIGHT).map(|i| (vnode_point(&m.id, i), idx as u32)));
         }
         // Ties (two ids hashing to one point) break by id, so order of `members` never matters.
-        points.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| members[a.1 as usize].id.cmp(&members[b.1 as usize].id)));
+        points.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| members[a.1 as usize].id.cmp(&members[b.1 as usize].id))
+        });
         Self { members, points }
     }
 
@@ -129,7 +131,9 @@ mod tests {
     fn keys(n: usize) -> Vec<u64> {
         let v = Volume::new("vol").expect("valid");
         (0..n)
-            .map(|i| page_point(&v, &ObjectKey::new(&format!("jfs/chunks/0/{}/{i}_0_4194304", i / 1000)).expect("k"), 0))
+            .map(|i| {
+                page_point(&v, &ObjectKey::new(&format!("jfs/chunks/0/{}/{i}_0_4194304", i / 1000)).expect("k"), 0)
+            })
             .collect()
     }
 

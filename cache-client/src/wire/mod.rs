@@ -14,9 +14,11 @@
 mod cursor;
 pub mod request;
 pub mod response;
+pub mod status;
 
 pub use request::{Get, Request, RequestKind};
 pub use response::{ErrorHead, PageHead, ResponseHead, Status, Tier};
+pub use status::NodeStatus;
 
 use crate::key::NameError;
 

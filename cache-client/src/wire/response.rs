@@ -26,6 +26,21 @@ pub enum Status {
     Internal = 7,
 }
 
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NotFound => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::UnknownVolume => "unknown_volume",
+            Self::BadRequest => "bad_request",
+            Self::OriginFailed => "origin_failed",
+            Self::Busy => "busy",
+            Self::Internal => "internal",
+        }
+    }
+}
+
 impl TryFrom<u8> for Status {
     type Error = WireError;
     fn try_from(v: u8) -> Result<Self, WireError> {

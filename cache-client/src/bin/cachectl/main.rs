@@ -1,0 +1,74 @@
+//! `cachectl`: talk to a mirrorcache cluster as a client.
+//!
+//! - `get VOLUME KEY [--offset N] [--len N] [-o FILE] [-v]`: read through the cache
+//! - `status [--json]`: members, reachability and per-node counters
+//! - `certs --dir DIR --nodes a,b,c --clients NAME`: create a cluster CA and certificates
+
+mod get;
+mod status;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cache_client::{Client, config::ClientConfig};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "mirrorcache admin and read tool")]
+struct Args {
+    /// Client config file (TOML); see configs/client.toml. Not needed for `certs`.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read an object (or a range of it) through the cache.
+    Get(get::GetArgs),
+    /// Show every member: address, weight, share of the key space, reachability and counters.
+    Status(status::StatusArgs),
+    /// Create a cluster CA (or reuse the one in DIR) and node and client certificates.
+    Certs {
+        /// Directory for ca.pem, ca.key and NAME.pem/NAME.key.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node ids, comma-separated (each becomes the certificate's DNS name).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+        /// Client names, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "client")]
+        clients: Vec<String>,
+        /// Validity of node and client certificates, in days.
+        #[arg(long, default_value_t = cache_client::certs::DEFAULT_DAYS)]
+        days: u32,
+    },
+}
+
+fn client(config: Option<&PathBuf>) -> anyhow::Result<Client> {
+    let path = config.context("--config FILE is required for this command")?;
+    let config = ClientConfig::load(path)?;
+    Ok(Client::new(&config)?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+    let args = Args::parse();
+    match args.command {
+        Command::Get(get) => get::run(&client(args.config.as_ref())?, get).await,
+        Command::Status(status) => status::run(&client(args.config.as_ref())?, status).await,
+        Command::Certs { dir, nodes, clients, days } => {
+            let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
+            let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+            for path in cache_client::certs::generate(&dir, &nodes, &clients, days)? {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+    }
+}

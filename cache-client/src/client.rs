@@ -1,0 +1,311 @@
+//! [`Client::read`]: a byte range of an object, through the cache when it can answer and from
+//! the origin when it cannot. The answer is always the origin's bytes or a typed error.
+//!
+//! For each page of the range (concurrently): ask the page's owner on the ring; on any failure
+//! (unreachable, deadline, refusal, a digest or length that does not check out) ask the next
+//! distinct node; then read the origin directly. Only a node answer whose length matches the
+//! object size it reports and whose digest, bound to the request, matches the bytes is used.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::try_join_all;
+
+use crate::{
+    config::{ClientConfig, ClientSection},
+    digest::page_digest,
+    key::{ObjectKey, Volume},
+    origin::{OriginChain, OriginError},
+    page::{Piece, pieces},
+    pool::{ExchangeError, Pool},
+    ring::{Member, Ring, page_point},
+    stats::{ClientStats, Source},
+    tls::{self, TlsError},
+    wire::{Get, NodeStatus, Request, ResponseHead, WireError},
+};
+
+/// Largest range one `read` call may ask for.
+pub const MAX_READ_LEN: u64 = 256 << 20;
+/// Nodes asked for a page before the origin: the owner and the next one on the ring.
+pub const NODE_TRIES: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    #[error("volume {volume}: {source}")]
+    Origin { volume: String, source: OriginError },
+    #[error("cannot bind a UDP socket for QUIC: {0}")]
+    Bind(std::io::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("volume {0} is not in this client's config")]
+    UnknownVolume(String),
+    #[error("a read of {len} bytes is more than the limit of {max}")]
+    TooLarge { len: u64, max: u64 },
+    #[error("{key}: offset {offset} is past the end of the object ({size} bytes)")]
+    OutOfRange { key: String, offset: u64, size: u64 },
+    #[error("{key}: origin did not answer within {after:?}")]
+    OriginTimeout { key: String, after: Duration },
+    /// The cache could not answer and the origin failed too (or has no such object).
+    #[error(transparent)]
+    Origin(#[from] OriginError),
+}
+
+/// How one page of a read was served.
+#[derive(Debug, Clone)]
+pub struct PageTrace {
+    pub page: u64,
+    pub source: Source,
+    /// Nodes asked before the source, and why each was passed over.
+    pub passed_over: Vec<String>,
+}
+
+#[derive(Debug)]
+struct ClientVolume {
+    token: String,
+    origin: OriginChain,
+}
+
+/// The mirrorcache client. Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct Client {
+    ring: Ring,
+    pool: Pool,
+    volumes: HashMap<Volume, ClientVolume>,
+    page_size: u32,
+    timeouts: ClientSection,
+    stats: ClientStats,
+}
+
+struct PieceRead {
+    bytes: Bytes,
+    object_size: u64,
+    trace: PageTrace,
+}
+
+/// Why a node's answer was not used.
+enum Pass {
+    Exchange(ExchangeError),
+    Refused { status: &'static str, message: String },
+    Corrupt,
+}
+
+impl Client {
+    /// Builds the ring and the origin chains from `config` and binds a QUIC endpoint. Must run
+    /// inside a tokio runtime. Nothing is connected until the first read.
+    pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+        let files = tls::TlsFiles::load(&config.tls)?;
+        let quic = tls::client_config(&files, std::sync::Arc::new(tls::transport_config()))?;
+        let members: Vec<Member> = config
+            .cluster
+            .members
+            .iter()
+            .map(|m| Member { id: m.id.clone(), addr: m.addr, weight: m.weight })
+            .collect();
+        let any_v6 = members.iter().any(|m| m.addr.is_ipv6());
+        let bind: SocketAddr = if any_v6 { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| {
+            ClientError::Bind(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad bind address"))
+        })?;
+        let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Bind)?;
+        let mut volumes = HashMap::new();
+        for v in &config.volume {
+            let origin = OriginChain::from_config(&v.origin)
+                .map_err(|source| ClientError::Origin { volume: v.name.to_string(), source })?;
+            volumes.insert(v.name.clone(), ClientVolume { token: v.token.clone(), origin });
+        }
+        Ok(Self {
+            ring: Ring::new(members.clone()),
+            pool: Pool::new(endpoint, quic, members, config.client.connect_timeout.0),
+            volumes,
+            page_size: config.cache.page_size.0 as u32,
+            timeouts: config.client,
+            stats: ClientStats::default(),
+        })
+    }
+
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    pub fn stats(&self) -> &ClientStats {
+        &self.stats
+    }
+
+    /// Bytes `[offset, offset + len)` of `key`, cut at the object's end (like `pread`). An
+    /// offset past the end is [`ReadError::OutOfRange`]; a zero-length read is empty and sends
+    /// no request.
+    pub async fn read(&self, volume: &Volume, key: &ObjectKey, offset: u64, len: u64) -> Result<Bytes, ReadError> {
+        self.read_traced(volume, key, offset, len).await.map(|(bytes, _)| bytes)
+    }
+
+    /// [`Client::read`], also telling where each page came from.
+    pub async fn read_traced(
+        &self,
+        volume: &Volume,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<(Bytes, Vec<PageTrace>), ReadError> {
+        let cv = self.volumes.get(volume).ok_or_else(|| ReadError::UnknownVolume(volume.to_string()))?;
+        if len > MAX_READ_LEN {
+            return Err(ReadError::TooLarge { len, max: MAX_READ_LEN });
+        }
+        let parts: Vec<Piece> = match pieces(offset, len, self.page_size) {
+            Some(p) => p.collect(),
+            None => return Err(ReadError::TooLarge { len, max: u64::MAX - offset }),
+        };
+        if parts.is_empty() {
+            return Ok((Bytes::new(), Vec::new()));
+        }
+        let reads = try_join_all(parts.iter().map(|&p| self.read_piece(volume, cv, key, p))).await?;
+        let size = reads[0].object_size;
+        let end = offset.saturating_add(len).min(size);
+        let total: u64 = reads.iter().map(|r| r.bytes.len() as u64).sum();
+        if reads.iter().any(|r| r.object_size != size) || total != end.saturating_sub(offset) {
+            // Pages disagree about the object (it changed at the origin between them): read the
+            // whole range from the origin in one request instead.
+            tracing::warn!(%volume, %key, "pages disagree about the object; reading the range from the origin");
+            let bytes = self.origin_range(cv, key, offset, len).await?;
+            return Ok((bytes, reads.into_iter().map(|r| PageTrace { source: Source::Origin, ..r.trace }).collect()));
+        }
+        if offset > size {
+            return Err(ReadError::OutOfRange { key: key.to_string(), offset, size });
+        }
+        let traces = reads.iter().map(|r| r.trace.clone()).collect();
+        if reads.len() == 1 {
+            return Ok((reads.into_iter().next().map(|r| r.bytes).unwrap_or_default(), traces));
+        }
+        let mut out = BytesMut::with_capacity(total as usize);
+        for r in &reads {
+            out.extend_from_slice(&r.bytes);
+        }
+        Ok((out.freeze(), traces))
+    }
+
+    async fn origin_range(
+        &self,
+        cv: &ClientVolume,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, ReadError> {
+        let after = self.timeouts.origin_timeout.0;
+        match tokio::time::timeout(after, cv.origin.get_range(key, offset..offset.saturating_add(len))).await {
+            Err(_) => Err(ReadError::OriginTimeout { key: key.to_string(), after }),
+            Ok(Ok(read)) => Ok(read.bytes),
+            Ok(Err(OriginError::OutOfRange { size, .. })) => {
+                Err(ReadError::OutOfRange { key: key.to_string(), offset, size })
+            }
+            Ok(Err(e)) => Err(e.into()),
+        }
+    }
+
+    async fn read_piece(
+        &self,
+        volume: &Volume,
+        cv: &ClientVolume,
+        key: &ObjectKey,
+        piece: Piece,
+    ) -> Result<PieceRead, ReadError> {
+        let request = Request::Get(Get {
+            volume: volume.clone(),
+            token: cv.token.clone(),
+            key: key.clone(),
+            page_size: self.page_size,
+            page: piece.page,
+            start: piece.start,
+            len: piece.len,
+        });
+        let mut passed_over = Vec::new();
+        for idx in self.ring.walk(page_point(volume, key, piece.page)).take(NODE_TRIES) {
+            let id = self.ring.member(idx).id.to_string();
+            match self.ask(idx, &request, volume, key, piece).await {
+                Ok((bytes, object_size, tier)) => {
+                    let source = Source::Node { id, tier };
+                    self.stats.record_source(&source);
+                    return Ok(PieceRead {
+                        bytes,
+                        object_size,
+                        trace: PageTrace { page: piece.page, source, passed_over },
+                    });
+                }
+                Err(pass) => {
+                    let (label, why) = match pass {
+                        Pass::Exchange(e) => (e.reason().to_owned(), e.to_string()),
+                        Pass::Refused { status, message } => {
+                            (format!("refused_{status}"), format!("node {id} refused: {message}"))
+                        }
+                        Pass::Corrupt => ("corrupt".to_owned(), format!("node {id} sent bytes that fail their digest")),
+                    };
+                    tracing::debug!(%volume, %key, page = piece.page, %why, "passing over a node");
+                    self.stats.record_fallback(&label);
+                    passed_over.push(why);
+                }
+            }
+        }
+        let start = piece.offset(self.page_size);
+        let after = self.timeouts.origin_timeout.0;
+        let (bytes, object_size) =
+            match tokio::time::timeout(after, cv.origin.get_range(key, start..start + u64::from(piece.len))).await {
+                Err(_) => return Err(ReadError::OriginTimeout { key: key.to_string(), after }),
+                Ok(Ok(read)) => (read.bytes, read.object_size),
+                Ok(Err(OriginError::OutOfRange { size, .. })) => (Bytes::new(), size),
+                Ok(Err(e)) => return Err(e.into()),
+            };
+        self.stats.record_source(&Source::Origin);
+        Ok(PieceRead { bytes, object_size, trace: PageTrace { page: piece.page, source: Source::Origin, passed_over } })
+    }
+
+    /// One node's answer for one piece, checked: the length must be what the object size it
+    /// reports implies, and the digest must match the bytes and the request.
+    async fn ask(
+        &self,
+        idx: usize,
+        request: &Request,
+        volume: &Volume,
+        key: &ObjectKey,
+        piece: Piece,
+    ) -> Result<(Bytes, u64, crate::wire::Tier), Pass> {
+        let offset = piece.offset(self.page_size);
+        let expected = |size: u64| size.saturating_sub(offset).min(u64::from(piece.len));
+        let accept = |head: &ResponseHead| match head {
+            ResponseHead::Page(p) if u64::from(p.len) != expected(p.object_size) => Err(WireError::Range(format!(
+                "{} bytes for a piece that should have {}",
+                p.len,
+                expected(p.object_size)
+            ))),
+            _ => Ok(()),
+        };
+        let (head, payload) =
+            self.pool.exchange(idx, request, self.timeouts.page_timeout.0, accept).await.map_err(Pass::Exchange)?;
+        match head {
+            ResponseHead::Page(p) => {
+                if page_digest(volume, key, piece.page, piece.start, &payload) != p.digest {
+                    return Err(Pass::Corrupt);
+                }
+                Ok((payload, p.object_size, p.tier))
+            }
+            ResponseHead::Error(e) => Err(Pass::Refused { status: e.status.as_str(), message: e.message }),
+            ResponseHead::Status { .. } => {
+                Err(Pass::Refused { status: "protocol", message: "status answer to a get".into() })
+            }
+        }
+    }
+
+    /// Counters of member `idx`, asked over QUIC.
+    pub async fn node_status(&self, idx: usize) -> Result<NodeStatus, String> {
+        let timeout = self.timeouts.page_timeout.0;
+        let (head, payload) =
+            self.pool.exchange(idx, &Request::Status, timeout, |_| Ok(())).await.map_err(|e| e.to_string())?;
+        match head {
+            ResponseHead::Status { .. } => {
+                serde_json::from_slice(&payload).map_err(|e| format!("bad status JSON: {e}"))
+            }
+            ResponseHead::Error(e) => Err(format!("refused ({}): {}", e.status.as_str(), e.message)),
+            ResponseHead::Page(_) => Err("page answer to a status request".into()),
+        }
+    }
+}

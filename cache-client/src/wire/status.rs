@@ -1,0 +1,23 @@
+//! The payload of a `Status` answer: one node's counters, as JSON (small, rare, and readable by
+//! scripts through `cachectl status --json`).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub hits_memory: u64,
+    pub hits_disk: u64,
+    pub misses: u64,
+    pub bytes_served: u64,
+    pub origin_requests: u64,
+    pub origin_bytes: u64,
+    pub errors: u64,
+    pub memory_used: u64,
+    pub memory_capacity: u64,
+    pub disk_used: u64,
+    pub disk_capacity: u64,
+    pub page_size: u64,
+}

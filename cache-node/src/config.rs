@@ -1,0 +1,217 @@
+//! A node's config file: `[node]`, `[cache]`, and the shared `[cluster]`, `[tls]`, `[[volume]]`
+//! sections from `cache_client::config`. Every key and its default is documented in
+//! `configs/node.toml`.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use cache_client::{
+    config::{
+        ClusterConfig, ConfigError, TlsConfig, VolumeConfig, default_page_size, load_toml, validate_cluster,
+        validate_page_size, validate_volumes,
+    },
+    key::NodeId,
+    units::{ByteSize, Span},
+};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// The ring as this node knows it (reported by `status`); clients route by their own copy.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub volume: Vec<VolumeConfig>,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Stable id on the ring and in the node's certificate. Unset: generated once and kept in
+    /// `<data_dir>/node-id`.
+    #[serde(default)]
+    pub id: Option<NodeId>,
+    /// QUIC (UDP) address to serve pages on.
+    pub listen: SocketAddr,
+    /// HTTP address for `/metrics` and `/healthz`.
+    pub admin_listen: SocketAddr,
+    /// Directory for the node id and (by default) the disk cache.
+    pub data_dir: PathBuf,
+    /// Deadline for filling one page from the origin. Default 30s.
+    #[serde(default = "default_origin_timeout")]
+    pub origin_timeout: Span,
+    /// Requests served at once; more are answered `Busy` and the client goes elsewhere. Default 256.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
+}
+
+fn default_origin_timeout() -> Span {
+    Span(Duration::from_secs(30))
+}
+fn default_max_inflight() -> usize {
+    256
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Bytes of pages kept in memory. Default 256MiB.
+    #[serde(default = "default_memory_capacity")]
+    pub memory_capacity: ByteSize,
+    /// Bytes of pages kept on disk. Default 1GiB. Always set it in production: it is the cache.
+    #[serde(default = "default_disk_capacity")]
+    pub disk_capacity: ByteSize,
+    /// Directory of the disk cache. Default `<data_dir>/cache`.
+    #[serde(default)]
+    pub disk_dir: Option<PathBuf>,
+    /// Page size: the unit of caching and of ring placement. Clients must use the same. Default 4MiB.
+    #[serde(default = "default_page_size")]
+    pub page_size: ByteSize,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self {
+            memory_capacity: default_memory_capacity(),
+            disk_capacity: default_disk_capacity(),
+            disk_dir: None,
+            page_size: default_page_size(),
+        }
+    }
+}
+
+fn default_memory_capacity() -> ByteSize {
+    ByteSize::mib(256)
+}
+fn default_disk_capacity() -> ByteSize {
+    ByteSize::mib(1024)
+}
+
+impl CacheSection {
+    /// Disk engine block: the unit foyer writes and evicts; a page must fit in one with room for
+    /// its index, so blocks hold 16 pages (64 MiB for 4 MiB pages), and at least 16 MiB.
+    pub fn block_size(&self) -> u64 {
+        (self.page_size.0 * 16).clamp(16 << 20, 256 << 20)
+    }
+}
+
+impl CacheSection {
+    /// Memory shards: foyer divides the capacity evenly, so each shard must hold many pages or
+    /// pages that land in one shard evict each other early. At least 32 pages a shard, at most 16.
+    pub fn memory_shards(&self) -> usize {
+        (self.memory_capacity.0 / (32 * self.page_size.0)).clamp(1, 16) as usize
+    }
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = load_toml(path)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(cluster) = &self.cluster {
+            validate_cluster(cluster)?;
+        }
+        validate_volumes(&self.volume)?;
+        validate_page_size("cache.page_size", self.cache.page_size)?;
+        if self.cache.memory_capacity.0 < self.cache.page_size.0 {
+            return Err(ConfigError::invalid("cache.memory_capacity", "must hold at least one page"));
+        }
+        // foyer wants many more blocks than flushers + clean-block threshold (2 + 2 here).
+        let min_disk = 8 * self.cache.block_size();
+        if self.cache.disk_capacity.0 < min_disk {
+            return Err(ConfigError::invalid(
+                "cache.disk_capacity",
+                format!(
+                    "must be at least {} (8 disk blocks of {})",
+                    ByteSize(min_disk),
+                    ByteSize(self.cache.block_size())
+                ),
+            ));
+        }
+        if self.node.max_inflight == 0 {
+            return Err(ConfigError::invalid("node.max_inflight", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    pub fn disk_dir(&self) -> PathBuf {
+        self.cache.disk_dir.clone().unwrap_or_else(|| self.node.data_dir.join("cache"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cache_client::config::parse_toml;
+
+    use super::*;
+
+    const GOOD: &str = r#"
+[node]
+id = "a"
+listen = "127.0.0.1:7001"
+admin_listen = "127.0.0.1:9001"
+data_dir = "data/a"
+[cache]
+memory_capacity = "256MiB"
+disk_capacity = "2GiB"
+page_size = "4MiB"
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/a.pem"
+key = "certs/a.key"
+[[volume]]
+name = "vol1"
+token = "0123456789abcdef"
+[[volume.origin]]
+url = "file:///tmp/origin"
+"#;
+
+    fn parse(text: &str) -> Result<NodeConfig, String> {
+        let c: NodeConfig = parse_toml(text)?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn good_config_and_defaults() {
+        let c = parse(GOOD).expect("parses");
+        assert_eq!(c.disk_dir(), PathBuf::from("data/a/cache"));
+        assert_eq!(c.cache.block_size(), 64 << 20);
+        assert_eq!(c.cache.memory_shards(), 2);
+        assert_eq!(c.node.max_inflight, 256);
+        let minimal = parse(
+            &GOOD
+                .replace("[cache]\nmemory_capacity = \"256MiB\"\ndisk_capacity = \"2GiB\"\npage_size = \"4MiB\"\n", ""),
+        )
+        .expect("defaults");
+        assert_eq!(minimal.cache.disk_capacity, ByteSize::mib(1024));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            (GOOD.replace("disk_capacity = \"2GiB\"", "disk_capacity = \"10MiB\""), "cache.disk_capacity"),
+            (GOOD.replace("memory_capacity = \"256MiB\"", "memory_capacity = \"1MiB\""), "cache.memory_capacity"),
+            (GOOD.replace("page_size = \"4MiB\"", "page_size = \"32MiB\""), "cache.page_size"),
+            (GOOD.replace("listen = \"127.0.0.1:7001\"", "listen = \"nowhere\""), "listen"),
+            (GOOD.replace("data_dir", "datadir"), "datadir"),
+            (GOOD.replace("2GiB", "2 gigs"), "2 gigs"),
+        ] {
+            let err = parse(&text).unwrap_err();
+            assert!(err.contains(key), "expected {key} in {err}");
+        }
+    }
+}

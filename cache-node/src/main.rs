@@ -1,0 +1,42 @@
+//! `cache-node --config FILE`: run one mirrorcache node until SIGINT or SIGTERM.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use cache_node::{RunningNode, config::NodeConfig};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "mirrorcache cache node: serves object-store pages over QUIC from memory and disk")]
+struct Args {
+    /// Node config file (TOML); see configs/node.toml.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// How long shutdown waits for requests in flight.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    grace: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,quinn=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let config = NodeConfig::load(&args.config)?;
+    let node =
+        RunningNode::start(config).await.with_context(|| format!("starting node from {}", args.config.display()))?;
+    println!("node {} serving QUIC on {} and admin HTTP on http://{}", node.id, node.quic_addr(), node.admin_addr());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("signal received; shutting down");
+    node.shutdown(Duration::from_secs(args.grace)).await;
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! The page store: a foyer hybrid cache (memory, then a block engine on local disk) of pages
+//! keyed by (volume, object key, page index).
+//!
+//! Sizing follows foyer 0.22's sharp edges: memory is weighed in bytes and split into few enough
+//! shards that each holds at least 32 pages (foyer splits capacity evenly; its default of 8
+//! shards would leave a 64 MiB cache two pages a shard), the disk engine's block
+//! holds 16 pages, the flush buffers and submit queue are large enough that an insert is never
+//! dropped silently under a burst of fills, I/O is psync (io_uring busy-spins a core when idle),
+//! pages are written to disk when admitted (so a crash keeps them), and `close()` runs on shutdown.
+//! [`PageStore::get_or_fill`] is the single-flight read-through: concurrent misses of one page
+//! share one fill, which foyer runs as its own task so a cancelled caller never fails the others.
+
+use std::{future::Future, io::Read, sync::Arc};
+
+use bytes::Bytes;
+use cache_client::{
+    key::{ObjectKey, Volume},
+    wire::Tier,
+};
+use foyer::{
+    BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCacheEntry,
+    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode, Source,
+};
+use mixtrics::registry::prometheus_client_0_24::PrometheusClientMetricsRegistry;
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+
+use crate::config::NodeConfig;
+
+/// Cache key of one page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PageKey {
+    pub volume: Volume,
+    pub key: ObjectKey,
+    pub page: u64,
+}
+
+/// One cached page: the bytes and what the origin said about the object.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub object_size: u64,
+    pub etag: Option<String>,
+    /// `page_digest(volume, key, page, 0, bytes)`, computed from the origin's bytes at fill time
+    /// and checked again whenever the page comes back from disk.
+    pub digest: u64,
+    pub bytes: Bytes,
+}
+
+pub type PageEntry = HybridCacheEntry<PageKey, Page>;
+
+/// Largest page the disk decoder will allocate for (the config allows at most 16 MiB).
+const MAX_STORED_PAGE: usize = 16 << 20;
+const PAGE_FORMAT: u8 = 1;
+
+fn coding_error(what: &str) -> foyer::Error {
+    foyer::Error::new(foyer::ErrorKind::Parse, format!("stored page: {what}"))
+}
+
+fn read_u64(r: &mut impl Read) -> foyer::Result<u64> {
+    let mut b = [0; 8];
+    r.read_exact(&mut b).map_err(foyer::Error::io_error)?;
+    Ok(u64::from_be_bytes(b))
+}
+
+fn read_str(r: &mut impl Read, max: usize) -> foyer::Result<String> {
+    let mut len = [0; 2];
+    r.read_exact(&mut len).map_err(foyer::Error::io_error)?;
+    let len = u16::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(coding_error("name too long"));
+    }
+    let mut buf = vec![0; len];
+    r.read_exact(&mut buf).map_err(foyer::Error::io_error)?;
+    String::from_utf8(buf).map_err(|_| coding_error("name not UTF-8"))
+}
+
+fn write_str(w: &mut impl std::io::Write, s: &str) -> foyer::Result<()> {
+    w.write_all(&(s.len() as u16).to_be_bytes()).map_err(foyer::Error::io_error)?;
+    w.write_all(s.as_bytes()).map_err(foyer::Error::io_error)
+}
+
+impl Code for PageKey {
+    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
+        write_str(w, self.volume.as_str())?;
+        write_str(w, self.key.as_str())?;
+        w.write_all(&self.page.to_be_bytes()).map_err(foyer::Error::io_error)
+    }
+
+    fn decode(r: &mut impl Read) -> foyer::Result<Self> {
+        let volume =
+            Volume::new(&read_str(r, cache_client::key::MAX_VOLUME_LEN)?).map_err(|_| coding_error("volume"))?;
+        let key = ObjectKey::new(&read_str(r, cache_client::key::MAX_KEY_LEN)?).map_err(|_| coding_error("key"))?;
+        Ok(Self { volume, key, page: read_u64(r)? })
+    }
+
+    fn estimated_size(&self) -> usize {
+        4 + self.volume.as_str().len() + self.key.as_str().len() + 8
+    }
+}
+
+impl Code for Page {
+    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
+        w.write_all(&[PAGE_FORMAT]).map_err(foyer::Error::io_error)?;
+        w.write_all(&self.object_size.to_be_bytes()).map_err(foyer::Error::io_error)?;
+        w.write_all(&self.digest.to_be_bytes()).map_err(foyer::Error::io_error)?;
+        write_str(w, self.etag.as_deref().unwrap_or(""))?;
+        w.write_all(&(self.bytes.len() as u64).to_be_bytes()).map_err(foyer::Error::io_error)?;
+        w.write_all(&self.bytes).map_err(foyer::Error::io_error)
+    }
+
+    fn decode(r: &mut impl Read) -> foyer::Result<Self> {
+        let mut format = [0];
+        r.read_exact(&mut format).map_err(foyer::Error::io_error)?;
+        if format[0] != PAGE_FORMAT {
+            return Err(coding_error("unknown format"));
+        }
+        let object_size = read_u64(r)?;
+        let digest = read_u64(r)?;
+        let etag = read_str(r, cache_client::wire::MAX_ETAG_LEN)?;
+        let len = read_u64(r)?;
+        if len > MAX_STORED_PAGE as u64 || len > object_size {
+            return Err(coding_error("length out of range"));
+        }
+        let mut bytes = vec![0; len as usize];
+        r.read_exact(&mut bytes).map_err(foyer::Error::io_error)?;
+        Ok(Self { object_size, etag: (!etag.is_empty()).then_some(etag), digest, bytes: Bytes::from(bytes) })
+    }
+
+    fn estimated_size(&self) -> usize {
+        1 + 8 + 8 + 2 + self.etag.as_ref().map_or(0, String::len) + 8 + self.bytes.len()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("disk cache at {dir}: {source}")]
+    Open { dir: String, source: foyer::Error },
+}
+
+/// The node's hybrid page cache.
+#[derive(Debug, Clone)]
+pub struct PageStore {
+    cache: HybridCache<PageKey, Page>,
+    memory_capacity: u64,
+    disk_capacity: u64,
+    block_size: u64,
+}
+
+impl PageStore {
+    /// Opens (and recovers) the cache described by `[cache]`, registering foyer's metrics.
+    pub async fn open(config: &NodeConfig, registry: Arc<Mutex<Registry>>) -> Result<Self, StoreError> {
+        let dir = config.disk_dir();
+        let open_err = |source| StoreError::Open { dir: dir.display().to_string(), source };
+        let c = &config.cache;
+        let block_size = c.block_size();
+        let device = FsDeviceBuilder::new(&dir).with_capacity(c.disk_capacity.0 as usize).build().map_err(open_err)?;
+        let engine = BlockEngineConfig::new(device)
+            .with_block_size(block_size as usize)
+            .with_buffer_pool_size(2 * block_size as usize)
+            .with_submit_queue_size_threshold(4 * block_size as usize)
+            .with_flushers(2)
+            .with_reclaimers(2)
+            .with_clean_block_threshold(2);
+        let cache = HybridCacheBuilder::new()
+            .with_name("mirrorcache")
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .with_flush_on_close(true)
+            .with_metrics_registry(Box::new(PrometheusClientMetricsRegistry::new(registry)))
+            .memory(c.memory_capacity.0 as usize)
+            .with_shards(c.memory_shards())
+            .with_weighter(|k: &PageKey, v: &Page| k.estimated_size() + v.estimated_size() + 64)
+            .storage()
+            .with_io_engine_config(PsyncIoEngineConfig::new())
+            .with_engine_config(engine)
+            .with_recover_mode(RecoverMode::Quiet)
+            .build()
+            .await
+            .map_err(open_err)?;
+        Ok(Self { cache, memory_capacity: c.memory_capacity.0, disk_capacity: c.disk_capacity.0, block_size })
+    }
+
+    /// The page under `key`, from memory, disk, or `fill` (run at most once for concurrent
+    /// callers). The error of a failed fill is `fill`'s own, reachable with `downcast_ref`.
+    pub async fn get_or_fill<F, E>(&self, key: &PageKey, fill: F) -> Result<(PageEntry, Tier), foyer::Error>
+    where
+        F: Future<Output = Result<Page, E>> + Send + 'static,
+        E: Into<anyhow::Error>,
+    {
+        let entry = self.cache.get_or_fetch(key, || fill).await?;
+        let tier = match entry.source() {
+            Source::Memory => Tier::Memory,
+            Source::Disk => Tier::Disk,
+            Source::Outer => Tier::Origin,
+        };
+        Ok((entry, tier))
+    }
+
+    /// Drops a page from both tiers (e.g. one that failed its digest).
+    pub fn remove(&self, key: &PageKey) {
+        self.cache.remove(key);
+    }
+
+    pub fn memory_used(&self) -> u64 {
+        self.cache.memory().usage() as u64
+    }
+
+    pub fn memory_capacity(&self) -> u64 {
+        self.memory_capacity
+    }
+
+    pub fn disk_capacity(&self) -> u64 {
+        self.disk_capacity
+    }
+
+    /// Disk bytes holding pages: foyer's count of written and writing blocks, read back from its
+    /// gauges in the metrics text, times the block size.
+    pub fn disk_used(&self, metrics_text: &str) -> u64 {
+        let blocks: f64 = metrics_text
+            .lines()
+            .filter(|l| {
+                l.starts_with("foyer_storage_block_engine_block{")
+                    && (l.contains("type=\"evictable\"") || l.contains("type=\"writing\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        ((blocks.max(0.0) as u64) * self.block_size).min(self.disk_capacity)
+    }
+
+    /// Flushes memory to disk and closes the engine, so the next start is warm.
+    pub async fn close(&self) -> Result<(), foyer::Error> {
+        self.cache.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_pages_round_trip_and_reject_garbage() {
+        let page =
+            Page { object_size: 10, etag: Some("\"e\"".into()), digest: 7, bytes: Bytes::from_static(b"0123456789") };
+        let mut buf = Vec::new();
+        page.encode(&mut buf).expect("encodes");
+        let back = Page::decode(&mut &buf[..]).expect("decodes");
+        assert_eq!((back.object_size, back.etag, back.digest, back.bytes), (10, page.etag, 7, page.bytes));
+        for cut in 0..buf.len() {
+            assert!(Page::decode(&mut &buf[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = buf.clone();
+        bad[0] = 99;
+        assert!(Page::decode(&mut &bad[..]).is_err());
+        // A length larger than the object it belongs to.
+        let mut lying = buf.clone();
+        let len_at = 1 + 8 + 8 + 2 + 3;
+        lying[len_at..len_at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(Page::decode(&mut &lying[..]).is_err());
+
+        let key =
+            PageKey { volume: Volume::new("v").expect("valid"), key: ObjectKey::new("a/b").expect("valid"), page: 3 };
+        let mut kbuf = Vec::new();
+        key.encode(&mut kbuf).expect("encodes");
+        assert_eq!(PageKey::decode(&mut &kbuf[..]).expect("decodes"), key);
+    }
+}

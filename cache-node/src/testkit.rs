@@ -1,0 +1,272 @@
+//! A real S3-compatible origin for tests, benches and the local demo: `s3s` (HTTP, SigV4) over `s3s-fs`
+//! (a directory per bucket, a file per object) on a loopback port, in this process. Not a mock: clients
+//! talk to it with object_store's ordinary S3 client. It counts the GetObject requests it serves, so tests
+//! can check what the origin was asked for.
+//!
+//! Things to know about s3s-fs 0.14.1:
+//! - an object is the plain file `root/bucket/key`; its ETag (MD5) and checksums live in side files
+//!   `root/.bucket-<b64>.object-<b64>.internal.json` (and `.metadata.json` for content type and user
+//!   metadata); without the side file it computes the MD5 by reading the whole file on every GET and HEAD,
+//!   even a ranged one. [`S3Origin::put`] therefore writes the side file with the MD5 itself;
+//! - ranges follow S3: the end is clamped to the object, a start at or past the end is `416 InvalidRange`.
+
+use std::{
+    fmt,
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use anyhow::Context as _;
+use cache_client::config::OriginConfig;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto::Builder as ConnBuilder,
+};
+use s3s::{
+    S3, S3Request, S3Response, S3Result,
+    auth::SimpleAuth,
+    crypto::{Checksum as _, Md5},
+    dto::*,
+    service::S3ServiceBuilder,
+};
+use tokio::{net::TcpListener, task::JoinSet};
+
+pub const REGION: &str = "us-east-1";
+
+/// An S3 server on `127.0.0.1:PORT` serving a directory; stops when dropped.
+pub struct S3Origin {
+    root: PathBuf,
+    addr: SocketAddr,
+    access_key: String,
+    secret_key: String,
+    stats: Arc<Stats>,
+    tmp_counter: AtomicU64,
+    server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    gets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl S3Origin {
+    /// Serves `root` (a directory, created if missing; bucket = a subdirectory) over HTTP on 127.0.0.1:0 with SigV4
+    /// auth (s3s SimpleAuth) for the given credentials. Must be called inside a tokio runtime.
+    pub async fn start(root: &Path, access_key: &str, secret_key: &str) -> anyhow::Result<S3Origin> {
+        std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+        let root = root.canonicalize().with_context(|| format!("canonicalize {}", root.display()))?;
+        let fs = s3s_fs::FileSystem::new(&root).map_err(|e| anyhow::anyhow!("s3s-fs on {}: {e:?}", root.display()))?;
+        let stats = Arc::new(Stats::default());
+        let mut builder = S3ServiceBuilder::new(CountingFs { fs, stats: stats.clone() });
+        builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
+        let service = builder.build();
+
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("bind 127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            // Connection tasks live in the set, so aborting this task (on drop) closes them too.
+            let mut connections = JoinSet::new();
+            loop {
+                while connections.try_join_next().is_some() {}
+                let Ok((socket, _)) = listener.accept().await else {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await; // e.g. out of file descriptors
+                    continue;
+                };
+                let service = service.clone();
+                connections.spawn(async move {
+                    let _ =
+                        ConnBuilder::new(TokioExecutor::new()).serve_connection(TokioIo::new(socket), service).await;
+                });
+            }
+        });
+        Ok(S3Origin {
+            root,
+            addr,
+            access_key: access_key.to_owned(),
+            secret_key: secret_key.to_owned(),
+            stats,
+            tmp_counter: AtomicU64::new(0),
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// GetObject requests that passed authentication so far, including those answered with an error (a missing
+    /// key, a bad range): S3 bills those too. HEADs and lists are not counted.
+    pub fn get_count(&self) -> u64 {
+        self.stats.gets.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the `Content-Length` of the successful GetObject answers.
+    pub fn bytes_served(&self) -> u64 {
+        self.stats.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Writes object `key` of `bucket` as the file `root/bucket/key` (atomically, by rename), with the side file
+    /// that gives it its ETag (the MD5 of `data`, as PutObject would). Creates the bucket if needed.
+    pub fn put(&self, bucket: &str, key: &str, data: &[u8]) -> std::io::Result<()> {
+        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {bucket}/{key}"));
+        if bucket.is_empty() || bucket.contains('/') || bucket.starts_with('.') {
+            return Err(bad("bad bucket name"));
+        }
+        if key.is_empty() || key.starts_with('/') || key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            return Err(bad("bad object key"));
+        }
+        let object = self.root.join(bucket).join(key);
+        self.write_atomically(&object, data)?;
+        let side = |suffix: &str| self.root.join(format!(".bucket-{}.object-{}.{suffix}", b64(bucket), b64(key)));
+        let md5: String = Md5::checksum(data).iter().map(|b| format!("{b:02x}")).collect();
+        self.write_atomically(&side("internal.json"), format!(r#"{{"e_tag":"{md5}"}}"#).as_bytes())?;
+        match std::fs::remove_file(side("metadata.json")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// An origin entry for `s3://bucket/prefix` on this server (region us-east-1, plain HTTP allowed).
+    pub fn origin_config(&self, bucket: &str, prefix: &str) -> OriginConfig {
+        let prefix = prefix.trim_matches('/');
+        OriginConfig {
+            url: if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") },
+            endpoint: Some(self.endpoint()),
+            region: Some(REGION.into()),
+            access_key_id: Some(self.access_key.clone()),
+            secret_access_key: Some(self.secret_key.clone()),
+            allow_http: true,
+        }
+    }
+
+    /// The directory served.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn write_atomically(&self, dest: &Path, data: &[u8]) -> std::io::Result<()> {
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // Named like s3s-fs's own temporaries, which it deletes when it starts.
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.root.join(format!(".tmp.testkit-{}-{n}.internal.part", self.addr.port()));
+        std::fs::write(&tmp, data)?;
+        std::fs::rename(&tmp, dest).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+}
+
+impl Drop for S3Origin {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl fmt::Debug for S3Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Origin")
+            .field("endpoint", &self.endpoint())
+            .field("root", &self.root)
+            .field("access_key", &self.access_key)
+            .field("get_count", &self.get_count())
+            .field("bytes_served", &self.bytes_served())
+            .finish_non_exhaustive()
+    }
+}
+
+/// URL-safe base64 without padding, as s3s-fs names its side files.
+fn b64(s: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(s.len().div_ceil(3) * 4);
+    for chunk in s.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// s3s-fs with a GetObject counter.
+#[derive(Debug)]
+struct CountingFs {
+    fs: s3s_fs::FileSystem,
+    stats: Arc<Stats>,
+}
+
+type BoxedResult<'a, T> = Pin<Box<dyn Future<Output = S3Result<S3Response<T>>> + Send + 'a>>;
+
+/// Forwards S3 operations to s3s-fs. The signatures are what `#[async_trait]` expands `S3`'s methods to.
+macro_rules! delegate {
+    ($($op:ident: $input:ty => $output:ty,)*) => {$(
+        fn $op<'a, 'b>(&'a self, req: S3Request<$input>) -> BoxedResult<'b, $output>
+        where
+            'a: 'b,
+            Self: 'b,
+        {
+            self.fs.$op(req)
+        }
+    )*};
+}
+
+impl S3 for CountingFs {
+    fn get_object<'a, 'b>(&'a self, req: S3Request<GetObjectInput>) -> BoxedResult<'b, GetObjectOutput>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async move {
+            self.stats.gets.fetch_add(1, Ordering::Relaxed);
+            let response = self.fs.get_object(req).await?;
+            let len = response.output.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+            self.stats.bytes.fetch_add(len, Ordering::Relaxed);
+            Ok(response)
+        })
+    }
+
+    delegate! {
+        head_object: HeadObjectInput => HeadObjectOutput,
+        head_bucket: HeadBucketInput => HeadBucketOutput,
+        list_buckets: ListBucketsInput => ListBucketsOutput,
+        list_objects: ListObjectsInput => ListObjectsOutput,
+        list_objects_v2: ListObjectsV2Input => ListObjectsV2Output,
+        get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput,
+        create_bucket: CreateBucketInput => CreateBucketOutput,
+        delete_bucket: DeleteBucketInput => DeleteBucketOutput,
+        put_object: PutObjectInput => PutObjectOutput,
+        copy_object: CopyObjectInput => CopyObjectOutput,
+        delete_object: DeleteObjectInput => DeleteObjectOutput,
+        delete_objects: DeleteObjectsInput => DeleteObjectsOutput,
+        create_multipart_upload: CreateMultipartUploadInput => CreateMultipartUploadOutput,
+        upload_part: UploadPartInput => UploadPartOutput,
+        upload_part_copy: UploadPartCopyInput => UploadPartCopyOutput,
+        list_parts: ListPartsInput => ListPartsOutput,
+        complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput,
+        abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn b64_matches_rfc4648_url_safe_unpadded() {
+        for (input, want) in
+            [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE")]
+        {
+            assert_eq!(super::b64(input), want);
+        }
+        assert_eq!(super::b64("\u{fb}\u{ff}"), "w7vDvw");
+        assert_eq!(super::b64("??>"), "Pz8-");
+        assert_eq!(super::b64("???"), "Pz8_");
+    }
+}

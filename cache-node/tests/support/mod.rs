@@ -1,0 +1,234 @@
+//! A real cluster for integration tests: `cache-node` processes on loopback QUIC (port 0; the
+//! bound addresses are read from each node's startup line and kept for restarts), an in-process
+//! S3 server (s3s + s3s-fs) with SigV4 credentials as the origin, and certificates from
+//! `cachectl certs`' own generator. Everything lives in one temp dir and is killed on drop.
+
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use cache_client::{Client, config::ClientConfig};
+use cache_node::testkit::S3Origin;
+use tempfile::TempDir;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+pub const AK: &str = "AKIAMIRRORCACHETEST";
+pub const SK: &str = "mirrorcache-test-secret-key";
+pub const TOKEN: &str = "vol1-token-0123456789";
+pub const BUCKET: &str = "bucket";
+pub const VOLUME: &str = "vol1";
+pub const PAGE: u64 = 4 << 20;
+
+pub struct NodeProc {
+    pub id: String,
+    pub quic: SocketAddr,
+    pub admin: SocketAddr,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub s3: S3Origin,
+    pub nodes: Vec<NodeProc>,
+}
+
+/// Deterministic pseudo-random bytes (splitmix64), so any test can recompute what a key holds.
+pub fn content(seed: u64, len: u64) -> Bytes {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len as usize + 8);
+    while (out.len() as u64) < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len as usize);
+    out.into()
+}
+
+/// A JuiceFS-shaped block key: `<fs>/chunks/<id/1000/1000>/<id/1000>/<id>_<index>_<size>`.
+pub fn block_key(slice: u64, index: u64, size: u64) -> String {
+    format!("myjfs/chunks/{}/{}/{slice}_{index}_{size}", slice / 1_000_000, slice / 1000)
+}
+
+pub fn node_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cache-node"))
+}
+
+/// `cachectl`, built beside `cache-node` when the workspace's tests are built.
+pub fn cachectl_binary() -> PathBuf {
+    let path = node_binary().with_file_name("cachectl");
+    assert!(path.exists(), "{} is missing: run the tests with `cargo nextest run --workspace`", path.display());
+    path
+}
+
+impl Cluster {
+    /// Starts the origin and one node per id.
+    pub async fn start(ids: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        cache_client::certs::generate(&dir.path().join("certs"), ids, &["client"], 30).expect("certificates");
+        let s3 = S3Origin::start(&dir.path().join("origin"), AK, SK).await.expect("S3 origin");
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let nodes =
+            ids.iter().map(|id| NodeProc { id: id.to_string(), quic: unbound, admin: unbound, child: None }).collect();
+        let mut cluster = Cluster { dir, s3, nodes };
+        for i in 0..ids.len() {
+            cluster.spawn(i).await;
+        }
+        cluster
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn volume_toml(&self, name: &str, token: &str) -> String {
+        let origin = self.s3.origin_config(BUCKET, VOLUME);
+        format!(
+            r#"
+[[volume]]
+name = "{name}"
+token = "{token}"
+[[volume.origin]]
+url = "{}"
+endpoint = "{}"
+region = "us-east-1"
+access_key_id = "{AK}"
+secret_access_key = "{SK}"
+allow_http = true
+"#,
+            origin.url,
+            origin.endpoint.unwrap_or_default()
+        )
+    }
+
+    fn node_toml(&self, i: usize) -> String {
+        let n = &self.nodes[i];
+        let d = self.dir.path();
+        format!(
+            r#"
+[node]
+id = "{id}"
+listen = "{quic}"
+admin_listen = "{admin}"
+data_dir = "{data}"
+origin_timeout = "10s"
+[cache]
+memory_capacity = "64MiB"
+disk_capacity = "512MiB"
+page_size = "4MiB"
+[tls]
+ca = "{certs}/ca.pem"
+cert = "{certs}/{id}.pem"
+key = "{certs}/{id}.key"
+{volume}"#,
+            id = n.id,
+            quic = n.quic,
+            admin = n.admin,
+            data = d.join("data").join(&n.id).display(),
+            certs = d.join("certs").display(),
+            volume = self.volume_toml(VOLUME, TOKEN),
+        )
+    }
+
+    /// Starts node `i` as a process and waits for its "serving" line (no sleeps: its own report).
+    pub async fn spawn(&mut self, i: usize) {
+        let config = self.path(&format!("{}.toml", self.nodes[i].id));
+        std::fs::write(&config, self.node_toml(i)).expect("write node config");
+        let mut child = Command::new(node_binary())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn cache-node");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let ready = async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if line.contains(" serving QUIC on ") {
+                    return line;
+                }
+            }
+            panic!("node {} exited before serving", self.nodes[i].id);
+        };
+        let line = tokio::time::timeout(Duration::from_secs(60), ready).await.expect("node serves within 60s");
+        // "node a serving QUIC on 127.0.0.1:X and admin HTTP on http://127.0.0.1:Y"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let n = &mut self.nodes[i];
+        n.quic = words[5].parse().expect("quic addr");
+        n.admin = words[10].trim_start_matches("http://").parse().expect("admin addr");
+        n.child = Some(child);
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    }
+
+    /// `kill -9`.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.kill().await.expect("kill");
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let pid = child.id().expect("pid");
+            let ok = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill -TERM");
+            assert!(ok.success());
+            let status =
+                tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").expect("wait");
+            assert!(status.success(), "node exited with {status}");
+        }
+    }
+
+    /// A client config for this cluster; `extra` is appended (e.g. more volumes).
+    pub fn client_toml(&self, token: &str, volume: &str, certs: &Path) -> String {
+        let members: Vec<String> =
+            self.nodes.iter().map(|n| format!("{{ id = \"{}\", addr = \"{}\" }}", n.id, n.quic)).collect();
+        format!(
+            r#"
+[cluster]
+members = [ {} ]
+[tls]
+ca = "{certs}/ca.pem"
+cert = "{certs}/client.pem"
+key = "{certs}/client.key"
+[client]
+connect_timeout = "1s"
+page_timeout = "2s"
+origin_timeout = "10s"
+{}"#,
+            members.join(", "),
+            self.volume_toml(volume, token),
+            certs = certs.display(),
+        )
+    }
+
+    pub fn client_with(&self, token: &str, volume: &str, certs: &Path) -> Client {
+        let text = self.client_toml(token, volume, certs);
+        let config: ClientConfig = cache_client::config::parse_toml(&text).expect("client config");
+        config.validate().expect("valid client config");
+        Client::new(&config).expect("client")
+    }
+
+    pub fn client(&self) -> Client {
+        self.client_with(TOKEN, VOLUME, &self.path("certs"))
+    }
+
+    /// Writes an object to the origin and returns its bytes.
+    pub fn put(&self, key: &str, seed: u64, len: u64) -> Bytes {
+        let data = content(seed, len);
+        self.s3.put(BUCKET, &format!("{VOLUME}/{key}"), &data).expect("put object");
+        data
+    }
+}

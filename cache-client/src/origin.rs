@@ -39,7 +39,7 @@ pub enum OriginError {
     #[error("object {key}: origin sent {got} bytes where {expected} were due")]
     Truncated { key: String, expected: u64, got: u64 },
     #[error("object {key} from origin {origin}: {source}")]
-    Other { origin: String, key: String, source: object_store::Error },
+    Other { origin: String, key: String, source: Box<object_store::Error> },
 }
 
 /// Bytes of one object read from the chain.
@@ -157,7 +157,7 @@ impl Origin {
     }
 
     fn other(&self, key: &ObjectKey, source: object_store::Error) -> OriginError {
-        OriginError::Other { origin: self.label.clone(), key: key.to_string(), source }
+        OriginError::Other { origin: self.label.clone(), key: key.to_string(), source: Box::new(source) }
     }
 
     /// Key K is object `prefix/K`.

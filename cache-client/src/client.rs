@@ -153,16 +153,22 @@ impl Client {
         if len > MAX_READ_LEN {
             return Err(ReadError::TooLarge { len, max: MAX_READ_LEN });
         }
-        let parts: Vec<Piece> = match pieces(offset, len, self.page_size) {
-            Some(p) => p.collect(),
+        let mut parts = match pieces(offset, len, self.page_size) {
+            Some(p) => p,
             None => return Err(ReadError::TooLarge { len, max: u64::MAX - offset }),
         };
-        if parts.is_empty() {
-            return Ok((Bytes::new(), Vec::new()));
-        }
-        let reads = try_join_all(parts.iter().map(|&p| self.read_piece(volume, cv, key, p))).await?;
-        let size = reads[0].object_size;
+        let Some(first) = parts.next() else { return Ok((Bytes::new(), Vec::new())) };
+        // The first page tells the object's size, so pages past its end are never asked for
+        // (a read "to the end" of a 4 MiB block is one request, not one per page of `len`).
+        let head = self.read_piece(volume, cv, key, first).await?;
+        let size = head.object_size;
         let end = offset.saturating_add(len).min(size);
+        let rest = parts.take_while(|p| p.offset(self.page_size) < end).map(|mut p| {
+            p.len = p.len.min((end - p.offset(self.page_size)) as u32);
+            p
+        });
+        let mut reads = vec![head];
+        reads.extend(try_join_all(rest.map(|p| self.read_piece(volume, cv, key, p))).await?);
         let total: u64 = reads.iter().map(|r| r.bytes.len() as u64).sum();
         if reads.iter().any(|r| r.object_size != size) || total != end.saturating_sub(offset) {
             // Pages disagree about the object (it changed at the origin between them): read the

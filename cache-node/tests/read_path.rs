@@ -178,3 +178,23 @@ async fn killed_node_does_not_fail_reads() {
     // The dead node costs one page deadline, then is set aside instead of slowing every read.
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_to_the_end_asks_only_for_pages_that_exist() {
+    let cluster = Cluster::start(&["a", "b", "c"]).await;
+    let client = cluster.client();
+    let k = block_key(64, 0, PAGE);
+    let data = cluster.put(&k, 64, PAGE);
+    let gets = cluster.s3.get_count();
+    // `cachectl get` without --len asks for 256 MiB: one page exists.
+    let (bytes, traces) =
+        client.read_traced(&vol(), &key(&k), 0, cache_client::client::MAX_READ_LEN).await.expect("read");
+    assert_eq!(bytes, data);
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    assert_eq!(cluster.s3.get_count() - gets, 1);
+    let big = block_key(65, 0, 2 * PAGE + 7);
+    let big_data = cluster.put(&big, 65, 2 * PAGE + 7);
+    let (bytes, traces) = client.read_traced(&vol(), &key(&big), 5, 60 * PAGE).await.expect("read");
+    assert_eq!(bytes, big_data.slice(5..));
+    assert_eq!(traces.len(), 3);
+}

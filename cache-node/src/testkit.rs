@@ -60,6 +60,16 @@ impl S3Origin {
     /// Serves `root` (a directory, created if missing; bucket = a subdirectory) over HTTP on 127.0.0.1:0 with SigV4
     /// auth (s3s SimpleAuth) for the given credentials. Must be called inside a tokio runtime.
     pub async fn start(root: &Path, access_key: &str, secret_key: &str) -> anyhow::Result<S3Origin> {
+        Self::start_on(root, SocketAddr::from(([127, 0, 0, 1], 0)), access_key, secret_key).await
+    }
+
+    /// [`S3Origin::start`] on a given address (the local demo cluster uses a fixed port).
+    pub async fn start_on(
+        root: &Path,
+        listen: SocketAddr,
+        access_key: &str,
+        secret_key: &str,
+    ) -> anyhow::Result<S3Origin> {
         std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
         let root = root.canonicalize().with_context(|| format!("canonicalize {}", root.display()))?;
         let fs = s3s_fs::FileSystem::new(&root).map_err(|e| anyhow::anyhow!("s3s-fs on {}: {e:?}", root.display()))?;
@@ -68,7 +78,7 @@ impl S3Origin {
         builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
         let service = builder.build();
 
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("bind 127.0.0.1:0")?;
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("bind {listen}"))?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             // Connection tasks live in the set, so aborting this task (on drop) closes them too.

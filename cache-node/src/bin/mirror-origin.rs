@@ -1,0 +1,67 @@
+//! `mirror-origin`: a local S3-compatible origin (s3s + s3s-fs, SigV4) serving a directory, for
+//! the demo cluster and load runs on one machine. `--sample VOLUME` first writes JuiceFS-shaped
+//! blocks under `<bucket>/<VOLUME>/` so there is something to read. Not for production data.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use cache_node::testkit::S3Origin;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Local S3-compatible origin for mirrorcache demos and load runs")]
+struct Args {
+    /// Directory served; bucket names are its subdirectories.
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "mirrorcache-demo")]
+    access_key: String,
+    #[arg(long, default_value = "mirrorcache-demo-secret")]
+    secret_key: String,
+    #[arg(long, default_value = "demo")]
+    bucket: String,
+    /// Write sample blocks for this volume (prefix `<bucket>/<VOLUME>/myjfs/chunks/...`).
+    #[arg(long)]
+    sample: Option<String>,
+    /// How many sample blocks of 4 MiB (plus one short last block).
+    #[arg(long, default_value_t = 16)]
+    blocks: u64,
+}
+
+/// Deterministic sample bytes for block `seed` (splitmix64).
+fn sample(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let origin = S3Origin::start_on(&args.dir, args.listen, &args.access_key, &args.secret_key).await?;
+    if let Some(volume) = &args.sample {
+        for slice in 1..=args.blocks + 1 {
+            let len = if slice <= args.blocks { 4 << 20 } else { (1 << 20) + 123 };
+            let key = format!("{volume}/myjfs/chunks/0/0/{slice}_0_{len}");
+            origin.put(&args.bucket, &key, &sample(slice, len))?;
+        }
+        println!(
+            "wrote {} sample blocks: {volume}/myjfs/chunks/0/0/<1..={}>_0_<size>",
+            args.blocks + 1,
+            args.blocks + 1
+        );
+    }
+    println!("origin serving s3://{} on {}", args.bucket, origin.endpoint());
+    tokio::signal::ctrl_c().await?;
+    println!("origin served {} GETs, {} bytes", origin.get_count(), origin.bytes_served());
+    Ok(())
+}

@@ -167,12 +167,14 @@ pub fn transport_config() -> quinn::TransportConfig {
     t.max_concurrent_bidi_streams(1024u32.into());
     // The protocol uses no unidirectional streams; refusing them costs nothing.
     t.max_concurrent_uni_streams(0u32.into());
-    // A ping every 5 s keeps idle pooled connections (and NAT/conntrack entries) alive. Cost: one
-    // small packet per 5 s per idle connection.
-    t.keep_alive_interval(Some(Duration::from_secs(5)));
-    // A peer silent for 30 s is dead (RFC 9308 default). Cost: a dead node's connection lingers
-    // up to 30 s unless a request fails on it first.
-    t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
+    // A ping every second keeps pooled connections (and NAT/conntrack entries) alive and gives
+    // the idle timer below something to miss. Cost: one small packet a second per connection.
+    t.keep_alive_interval(Some(Duration::from_secs(1)));
+    // A peer silent for 5 s is dead: every stream on the connection fails and the client moves
+    // to the next node. This, not the page deadline, is how a killed or partitioned node is
+    // noticed, so the page deadline can stay long enough for slow cold fills. Cost: a node
+    // stalled for 5 s (e.g. a long GC-like pause or a saturated link) loses its connections.
+    t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(5_000))));
     t
 }
 

@@ -205,7 +205,7 @@ cert = "{certs}/client.pem"
 key = "{certs}/client.key"
 [client]
 connect_timeout = "1s"
-page_timeout = "2s"
+page_timeout = "10s"
 origin_timeout = "10s"
 {}"#,
             members.join(", "),

@@ -64,26 +64,36 @@ pub struct PageTrace {
 }
 
 #[derive(Debug)]
-struct ClientVolume {
-    token: String,
-    origin: OriginChain,
+pub(crate) struct ClientVolume {
+    pub(crate) token: String,
+    pub(crate) origin: OriginChain,
 }
 
 /// The mirrorcache client. Cheap to share behind an `Arc`; all methods take `&self`.
 #[derive(Debug)]
 pub struct Client {
-    ring: Ring,
-    pool: Pool,
-    volumes: HashMap<Volume, ClientVolume>,
-    page_size: u32,
-    timeouts: ClientSection,
+    pub(crate) ring: Ring,
+    pub(crate) pool: Pool,
+    pub(crate) volumes: HashMap<Volume, ClientVolume>,
+    pub(crate) page_size: u32,
+    pub(crate) timeouts: ClientSection,
     stats: ClientStats,
 }
 
 struct PieceRead {
     bytes: Bytes,
     object_size: u64,
+    etag: Option<String>,
     trace: PageTrace,
+}
+
+/// A read with what is known about the object: its size and ETag, and how each page was served.
+#[derive(Debug, Clone)]
+pub struct ObjectRead {
+    pub bytes: Bytes,
+    pub object_size: u64,
+    pub etag: Option<String>,
+    pub pages: Vec<PageTrace>,
 }
 
 /// Why a node's answer was not used.
@@ -134,6 +144,11 @@ impl Client {
         &self.stats
     }
 
+    /// The page size this client splits reads by (it must equal the nodes').
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+
     /// Bytes `[offset, offset + len)` of `key`, cut at the object's end (like `pread`). An
     /// offset past the end is [`ReadError::OutOfRange`]; a zero-length read is empty and sends
     /// no request.
@@ -149,6 +164,18 @@ impl Client {
         offset: u64,
         len: u64,
     ) -> Result<(Bytes, Vec<PageTrace>), ReadError> {
+        self.read_object(volume, key, offset, len).await.map(|r| (r.bytes, r.pages))
+    }
+
+    /// [`Client::read`], also telling the object's size and ETag and where each page came from.
+    /// A zero-length read knows nothing of the object: its size is 0 and its ETag `None`.
+    pub async fn read_object(
+        &self,
+        volume: &Volume,
+        key: &ObjectKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<ObjectRead, ReadError> {
         let cv = self.volumes.get(volume).ok_or_else(|| ReadError::UnknownVolume(volume.to_string()))?;
         if len > MAX_READ_LEN {
             return Err(ReadError::TooLarge { len, max: MAX_READ_LEN });
@@ -157,7 +184,9 @@ impl Client {
             Some(p) => p,
             None => return Err(ReadError::TooLarge { len, max: u64::MAX - offset }),
         };
-        let Some(first) = parts.next() else { return Ok((Bytes::new(), Vec::new())) };
+        let Some(first) = parts.next() else {
+            return Ok(ObjectRead { bytes: Bytes::new(), object_size: 0, etag: None, pages: Vec::new() });
+        };
         // The first page tells the object's size, so pages past its end are never asked for
         // (a read "to the end" of a 4 MiB block is one request, not one per page of `len`).
         let head = self.read_piece(volume, cv, key, first).await?;
@@ -174,21 +203,25 @@ impl Client {
             // Pages disagree about the object (it changed at the origin between them): read the
             // whole range from the origin in one request instead.
             tracing::warn!(%volume, %key, "pages disagree about the object; reading the range from the origin");
-            let bytes = self.origin_range(cv, key, offset, len).await?;
-            return Ok((bytes, reads.into_iter().map(|r| PageTrace { source: Source::Origin, ..r.trace }).collect()));
+            let read = self.origin_range(cv, key, offset, len).await?;
+            let pages = reads.into_iter().map(|r| PageTrace { source: Source::Origin, ..r.trace }).collect();
+            return Ok(ObjectRead { bytes: read.bytes, object_size: read.object_size, etag: read.etag, pages });
         }
         if offset > size {
             return Err(ReadError::OutOfRange { key: key.to_string(), offset, size });
         }
-        let traces = reads.iter().map(|r| r.trace.clone()).collect();
-        if reads.len() == 1 {
-            return Ok((reads.into_iter().next().map(|r| r.bytes).unwrap_or_default(), traces));
-        }
-        let mut out = BytesMut::with_capacity(total as usize);
-        for r in &reads {
-            out.extend_from_slice(&r.bytes);
-        }
-        Ok((out.freeze(), traces))
+        let pages = reads.iter().map(|r| r.trace.clone()).collect();
+        let etag = reads[0].etag.clone();
+        let bytes = if reads.len() == 1 {
+            reads.into_iter().next().map(|r| r.bytes).unwrap_or_default()
+        } else {
+            let mut out = BytesMut::with_capacity(total as usize);
+            for r in &reads {
+                out.extend_from_slice(&r.bytes);
+            }
+            out.freeze()
+        };
+        Ok(ObjectRead { bytes, object_size: size, etag, pages })
     }
 
     async fn origin_range(
@@ -197,11 +230,11 @@ impl Client {
         key: &ObjectKey,
         offset: u64,
         len: u64,
-    ) -> Result<Bytes, ReadError> {
+    ) -> Result<crate::origin::OriginRead, ReadError> {
         let after = self.timeouts.origin_timeout.0;
         match tokio::time::timeout(after, cv.origin.get_range(key, offset..offset.saturating_add(len))).await {
             Err(_) => Err(ReadError::OriginTimeout { key: key.to_string(), after }),
-            Ok(Ok(read)) => Ok(read.bytes),
+            Ok(Ok(read)) => Ok(read),
             Ok(Err(OriginError::OutOfRange { size, .. })) => {
                 Err(ReadError::OutOfRange { key: key.to_string(), offset, size })
             }
@@ -229,14 +262,11 @@ impl Client {
         for idx in self.ring.walk(page_point(volume, key, piece.page)).take(NODE_TRIES) {
             let id = self.ring.member(idx).id.to_string();
             match self.ask(idx, &request, volume, key, piece).await {
-                Ok((bytes, object_size, tier)) => {
+                Ok((bytes, object_size, tier, etag)) => {
                     let source = Source::Node { id, tier };
                     self.stats.record_source(&source);
-                    return Ok(PieceRead {
-                        bytes,
-                        object_size,
-                        trace: PageTrace { page: piece.page, source, passed_over },
-                    });
+                    let trace = PageTrace { page: piece.page, source, passed_over };
+                    return Ok(PieceRead { bytes, object_size, etag, trace });
                 }
                 Err(pass) => {
                     let (label, why) = match pass {
@@ -254,15 +284,16 @@ impl Client {
         }
         let start = piece.offset(self.page_size);
         let after = self.timeouts.origin_timeout.0;
-        let (bytes, object_size) =
+        let (bytes, object_size, etag) =
             match tokio::time::timeout(after, cv.origin.get_range(key, start..start + u64::from(piece.len))).await {
                 Err(_) => return Err(ReadError::OriginTimeout { key: key.to_string(), after }),
-                Ok(Ok(read)) => (read.bytes, read.object_size),
-                Ok(Err(OriginError::OutOfRange { size, .. })) => (Bytes::new(), size),
+                Ok(Ok(read)) => (read.bytes, read.object_size, read.etag),
+                Ok(Err(OriginError::OutOfRange { size, .. })) => (Bytes::new(), size, None),
                 Ok(Err(e)) => return Err(e.into()),
             };
         self.stats.record_source(&Source::Origin);
-        Ok(PieceRead { bytes, object_size, trace: PageTrace { page: piece.page, source: Source::Origin, passed_over } })
+        let trace = PageTrace { page: piece.page, source: Source::Origin, passed_over };
+        Ok(PieceRead { bytes, object_size, etag, trace })
     }
 
     /// One node's answer for one piece, checked: the length must be what the object size it
@@ -274,7 +305,7 @@ impl Client {
         volume: &Volume,
         key: &ObjectKey,
         piece: Piece,
-    ) -> Result<(Bytes, u64, crate::wire::Tier), Pass> {
+    ) -> Result<(Bytes, u64, crate::wire::Tier, Option<String>), Pass> {
         let offset = piece.offset(self.page_size);
         let expected = |size: u64| size.saturating_sub(offset).min(u64::from(piece.len));
         let accept = |head: &ResponseHead| match head {
@@ -292,10 +323,10 @@ impl Client {
                 if page_digest(volume, key, piece.page, piece.start, &payload) != p.digest {
                     return Err(Pass::Corrupt);
                 }
-                Ok((payload, p.object_size, p.tier))
+                Ok((payload, p.object_size, p.tier, p.etag))
             }
             ResponseHead::Error(e) => Err(Pass::Refused { status: e.status.as_str(), message: e.message }),
-            ResponseHead::Status { .. } => {
+            ResponseHead::Status { .. } | ResponseHead::Warm { .. } => {
                 Err(Pass::Refused { status: "protocol", message: "status answer to a get".into() })
             }
         }
@@ -311,7 +342,7 @@ impl Client {
                 serde_json::from_slice(&payload).map_err(|e| format!("bad status JSON: {e}"))
             }
             ResponseHead::Error(e) => Err(format!("refused ({}): {}", e.status.as_str(), e.message)),
-            ResponseHead::Page(_) => Err("page answer to a status request".into()),
+            ResponseHead::Page(_) | ResponseHead::Warm { .. } => Err("not a status answer to a status request".into()),
         }
     }
 }

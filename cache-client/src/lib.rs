@@ -17,6 +17,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 pub mod digest;
+pub mod gateway;
 pub mod key;
 pub mod origin;
 pub mod page;
@@ -25,6 +26,7 @@ pub mod ring;
 pub mod stats;
 pub mod tls;
 pub mod units;
+pub mod warm;
 pub mod wire;
 
-pub use client::{Client, ClientError, PageTrace, ReadError};
+pub use client::{Client, ClientError, ObjectRead, PageTrace, ReadError};

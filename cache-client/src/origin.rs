@@ -12,14 +12,22 @@
 //! Satisfiable`; local: "Requested range was invalid"). Only then, and for empty ranges, is a HEAD
 //! sent to learn the size.
 //!
+//! `head` asks the chain like `get_range` does (the first origin that has the key answers).
+//! `list` lists **every** origin of the chain and merges the answers (an object is in the volume
+//! when any origin has it, since reads fall through the chain; where two origins hold a key, the
+//! earlier one's size and ETag are shown). S3 listings are byte-ordered and read lazily, so a page
+//! costs about one LIST request per origin; a `file://` origin is listed whole and sorted.
+//!
 //! S3 stores keep object_store's default retries (5xx and network errors, up to 10 retries within 3 minutes):
 //! callers that need a deadline wrap `get_range` in a timeout.
 
-use std::{ops::Range, sync::Arc};
+use std::{fmt, ops::Range, sync::Arc, time::SystemTime};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, local::LocalFileSystem,
+    path::Path,
 };
 use url::Url;
 
@@ -53,12 +61,58 @@ pub struct OriginRead {
     pub origin: usize,
 }
 
+/// What a HEAD of one object tells.
+#[derive(Debug, Clone)]
+pub struct OriginHead {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: SystemTime,
+}
+
+/// One object of a listing, under its volume key (the origin's prefix stripped).
+#[derive(Debug, Clone)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: SystemTime,
+}
+
+/// One page of a listing, in byte order of the names.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub objects: Vec<ListedObject>,
+    /// With a delimiter: the "directories" under the prefix, each ending in `/`.
+    pub common_prefixes: Vec<String>,
+    /// Set when more entries follow: the last name of this page (a key or a common prefix), to
+    /// pass back as `start_after` for the next page.
+    pub next_start_after: Option<String>,
+}
+
+/// An object or a common prefix; both are ordered by name.
+#[derive(Debug)]
+enum Entry {
+    Object(ListedObject),
+    Prefix(String),
+}
+
+impl Entry {
+    fn name(&self) -> &str {
+        match self {
+            Entry::Object(o) => &o.key,
+            Entry::Prefix(p) => p,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Origin {
     /// The configured URL, for logs and metrics (it carries no credentials).
     label: String,
     store: Arc<dyn ObjectStore>,
     prefix: Path,
+    /// Whether `list` yields paths in byte order (S3 does; a local directory does not).
+    sorted_list: bool,
 }
 
 /// The ordered origins of one volume.
@@ -105,6 +159,58 @@ impl OriginChain {
         }
         Err(OriginError::NotFound { key: key.to_string() })
     }
+
+    /// Size, ETag and modification time of `key` from the first origin that has it (one HEAD per
+    /// origin asked); NotFound passes to the next origin, any other error is returned at once.
+    pub async fn head(&self, key: &ObjectKey) -> Result<OriginHead, OriginError> {
+        for origin in &self.origins {
+            let path = origin.object_path(key).map_err(|e| origin.other(key, e))?;
+            match origin.store.head(&path).await {
+                Ok(meta) => {
+                    let last_modified = meta.last_modified.into();
+                    return Ok(OriginHead { size: meta.size, etag: meta.e_tag, last_modified });
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(origin.other(key, e)),
+            }
+        }
+        Err(OriginError::NotFound { key: key.to_string() })
+    }
+
+    /// Up to `max` volume keys that start with `prefix` (a plain string prefix, as in S3) and sort
+    /// after `start_after`, merged from every origin of the chain. With `delimiter` (`/`), keys
+    /// below the next `/` after the prefix are rolled up into one common prefix, and only the
+    /// prefix's "directory" is listed (one non-recursive listing per origin, read whole).
+    pub async fn list(
+        &self,
+        prefix: Option<&str>,
+        delimiter: bool,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<Listing, OriginError> {
+        if max == 0 {
+            return Ok(Listing::default());
+        }
+        let prefix = prefix.unwrap_or("");
+        let mut entries = Vec::new();
+        for origin in &self.origins {
+            entries.extend(origin.list(prefix, delimiter, start_after, max + 1).await?);
+        }
+        // A stable sort keeps the earlier origin's entry first among equal names; dedup keeps it.
+        entries.sort_by(|a, b| a.name().cmp(b.name()));
+        entries.dedup_by(|later, earlier| later.name() == earlier.name());
+        let truncated = entries.len() > max;
+        entries.truncate(max);
+        let next_start_after = if truncated { entries.last().map(|e| e.name().to_owned()) } else { None };
+        let mut listing = Listing { next_start_after, ..Listing::default() };
+        for entry in entries {
+            match entry {
+                Entry::Object(o) => listing.objects.push(o),
+                Entry::Prefix(p) => listing.common_prefixes.push(p),
+            }
+        }
+        Ok(listing)
+    }
 }
 
 impl Origin {
@@ -115,7 +221,7 @@ impl Origin {
         if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
             return Err(err("must not have a user, password, query or fragment"));
         }
-        let (store, prefix): (Arc<dyn ObjectStore>, Path) = match url.scheme() {
+        let (store, prefix, sorted_list): (Arc<dyn ObjectStore>, Path, bool) = match url.scheme() {
             "s3" => {
                 let bucket = url
                     .host_str()
@@ -144,19 +250,19 @@ impl Origin {
                     (None, None) => builder, // the instance's own credentials (IMDS, ECS, ...)
                     _ => return Err(err("access_key_id and secret_access_key must be set together")),
                 };
-                (Arc::new(builder.build().map_err(|e| err(&e.to_string()))?), prefix)
+                (Arc::new(builder.build().map_err(|e| err(&e.to_string()))?), prefix, true)
             }
             "file" => {
                 let dir = url.to_file_path().map_err(|()| err("expected file:///absolute/dir"))?;
                 let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| err(&e.to_string()))?;
-                (Arc::new(store), Path::ROOT)
+                (Arc::new(store), Path::ROOT, false)
             }
             other => return Err(err(&format!("unsupported scheme {other:?}: expected s3:// or file://"))),
         };
-        Ok(Self { label: cfg.url.clone(), store, prefix })
+        Ok(Self { label: cfg.url.clone(), store, prefix, sorted_list })
     }
 
-    fn other(&self, key: &ObjectKey, source: object_store::Error) -> OriginError {
+    fn other(&self, key: impl fmt::Display, source: object_store::Error) -> OriginError {
         OriginError::Other { origin: self.label.clone(), key: key.to_string(), source: Box::new(source) }
     }
 
@@ -164,6 +270,83 @@ impl Origin {
     fn object_path(&self, key: &ObjectKey) -> Result<Path, object_store::Error> {
         let joined = if self.prefix.is_root() { key.to_string() } else { format!("{}/{key}", self.prefix) };
         Path::parse(joined).map_err(|source| object_store::Error::InvalidPath { source })
+    }
+
+    /// Volume key of an object path of this origin (`None`: not under the prefix).
+    fn volume_key<'p>(&self, location: &'p Path) -> Option<&'p str> {
+        let path: &str = location.as_ref();
+        if self.prefix.is_root() {
+            return Some(path);
+        }
+        path.strip_prefix(AsRef::<str>::as_ref(&self.prefix))?.strip_prefix('/')
+    }
+
+    fn entry(&self, meta: ObjectMeta) -> Option<Entry> {
+        let key = self.volume_key(&meta.location)?.to_owned();
+        let last_modified = meta.last_modified.into();
+        Some(Entry::Object(ListedObject { key, size: meta.size, etag: meta.e_tag, last_modified }))
+    }
+
+    /// This origin's first `limit` entries (sorted) for [`OriginChain::list`]. object_store lists
+    /// whole path segments, so the listing starts at the prefix's last `/` and is filtered here.
+    async fn list(
+        &self,
+        prefix: &str,
+        delimiter: bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, OriginError> {
+        let dir = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let base = if dir.is_empty() {
+            self.prefix.clone()
+        } else {
+            match ObjectKey::new(dir).ok().and_then(|k| self.object_path(&k).ok()) {
+                Some(path) => path,
+                None => return Ok(Vec::new()), // no valid key lies under it
+            }
+        };
+        let base = (!base.is_root()).then_some(&base);
+        let wanted = |name: &str| name.starts_with(prefix) && after.is_none_or(|a| name > a);
+        let mut out = Vec::new();
+        if delimiter {
+            let listed = match self.store.list_with_delimiter(base).await {
+                Ok(listed) => listed,
+                Err(object_store::Error::NotFound { .. }) => return Ok(out),
+                Err(e) => return Err(self.other(prefix, e)),
+            };
+            let dirs = listed
+                .common_prefixes
+                .iter()
+                .filter_map(|p| self.volume_key(p).map(|k| Entry::Prefix(format!("{k}/"))));
+            out.extend(
+                listed.objects.into_iter().filter_map(|m| self.entry(m)).chain(dirs).filter(|e| wanted(e.name())),
+            );
+        } else {
+            let offset = after.and_then(|a| ObjectKey::new(a).ok()).and_then(|k| self.object_path(&k).ok());
+            let mut stream = match &offset {
+                Some(offset) => self.store.list_with_offset(base, offset),
+                None => self.store.list(base),
+            };
+            while let Some(meta) = stream.next().await {
+                let meta = match meta {
+                    Ok(meta) => meta,
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(self.other(prefix, e)),
+                };
+                let Some(entry) = self.entry(meta) else { continue };
+                if wanted(entry.name()) {
+                    out.push(entry);
+                    if self.sorted_list && out.len() >= limit {
+                        break;
+                    }
+                } else if self.sorted_list && entry.name() > prefix && !entry.name().starts_with(prefix) {
+                    break; // sorted: every later name is past the prefix too
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// `Ok(None)`: this origin does not have `key`.
@@ -322,6 +505,57 @@ mod tests {
                 "jfs/chunks/0/0/1_0_4"
             ]
         );
+    }
+
+    fn file_origin(files: &[(&str, &[u8])]) -> (tempfile::TempDir, OriginConfig) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (key, data) in files {
+            let path = dir.path().join(key);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, data).expect("write");
+        }
+        let url = Url::from_directory_path(dir.path()).expect("file url").to_string();
+        (dir, cfg(&url))
+    }
+
+    fn names(l: &Listing) -> Vec<&str> {
+        let mut all: Vec<&str> =
+            l.objects.iter().map(|o| o.key.as_str()).chain(l.common_prefixes.iter().map(String::as_str)).collect();
+        all.sort_unstable();
+        all
+    }
+
+    #[tokio::test]
+    async fn list_merges_origins_filters_by_string_prefix_and_pages() {
+        let (_a, first) = file_origin(&[("j/c/0/1_0_4", b"AAAA"), ("j/c/0/2_0_4", b"BBBB"), ("j/meta", b"m")]);
+        let (_b, second) = file_origin(&[("j/c/0/1_0_4", b"xx"), ("j/c/1/3_0_4", b"CCCC"), ("k/x", b"k")]);
+        let chain = OriginChain::from_config(&[first, second]).expect("chain");
+        let all = chain.list(None, false, None, 100).await.expect("list");
+        assert_eq!(names(&all), ["j/c/0/1_0_4", "j/c/0/2_0_4", "j/c/1/3_0_4", "j/meta", "k/x"]);
+        assert_eq!(all.objects[0].size, 4, "the first origin's copy wins");
+        assert!(all.next_start_after.is_none());
+        let some = chain.list(Some("j/c/0/1"), false, None, 100).await.expect("list");
+        assert_eq!(names(&some), ["j/c/0/1_0_4"]);
+        let page = chain.list(Some("j/"), false, None, 2).await.expect("list");
+        assert_eq!(names(&page), ["j/c/0/1_0_4", "j/c/0/2_0_4"]);
+        let next = chain.list(Some("j/"), false, page.next_start_after.as_deref(), 2).await.expect("list");
+        assert_eq!(names(&next), ["j/c/1/3_0_4", "j/meta"]);
+        assert!(next.next_start_after.is_none());
+        let dirs = chain.list(Some("j/"), true, None, 100).await.expect("list");
+        assert_eq!((dirs.common_prefixes.as_slice(), names(&dirs)), (&["j/c/".to_owned()][..], vec!["j/c/", "j/meta"]));
+        let top = chain.list(None, true, Some("j/"), 100).await.expect("list");
+        assert_eq!(names(&top), ["k/"]);
+        assert!(chain.list(Some("nothing/here"), true, None, 10).await.expect("list").objects.is_empty());
+    }
+
+    #[tokio::test]
+    async fn head_falls_through_to_the_origin_that_has_the_key() {
+        let (_a, first) = file_origin(&[("a/1", b"one")]);
+        let (_b, second) = file_origin(&[("a/2", b"second")]);
+        let chain = OriginChain::from_config(&[first, second]).expect("chain");
+        let head = chain.head(&ObjectKey::new("a/2").expect("key")).await.expect("head");
+        assert_eq!(head.size, 6);
+        assert!(matches!(chain.head(&ObjectKey::new("a/3").expect("key")).await, Err(OriginError::NotFound { .. })));
     }
 
     #[tokio::test]

@@ -82,7 +82,7 @@ impl RunningNode {
             volumes.insert(v.name.clone(), VolumeState { token: v.token.clone(), origin: Arc::new(origin) });
         }
 
-        let metrics = NodeMetrics::new();
+        let metrics = NodeMetrics::new(config.volume.iter().map(|v| v.name.clone()).collect());
         let store = PageStore::open(&config, metrics.registry.clone()).await?;
         let service = Arc::new(Service {
             id: id.clone(),

@@ -13,12 +13,12 @@ use cache_client::{
     digest::page_digest,
     key::{NodeId, Volume},
     origin::{OriginChain, OriginError},
-    wire::{Get, NodeStatus, PageHead, Request, ResponseHead, Status, Tier},
+    wire::{Get, NodeStatus, PageHead, Request, ResponseHead, Status, Tier, Warm, WarmMode, WarmOutcome},
 };
 use tokio::sync::Semaphore;
 
 use crate::{
-    metrics::{NodeMetrics, TierLabel},
+    metrics::{NodeMetrics, TierLabel, VolumeLabel, VolumeName, VolumeTier, latency_quantile},
     store::{Page, PageKey, PageStore},
 };
 
@@ -81,6 +81,7 @@ impl Service {
     pub async fn answer(&self, request: Request) -> (ResponseHead, Bytes) {
         match request {
             Request::Get(get) => self.get(get).await,
+            Request::Warm(warm) => self.warm(warm).await,
             Request::Status => {
                 let json = serde_json::to_vec(&self.status()).unwrap_or_default();
                 (ResponseHead::Status { len: json.len() as u32 }, Bytes::from(json))
@@ -94,36 +95,50 @@ impl Service {
         (ResponseHead::error(status, message), Bytes::new())
     }
 
-    async fn get(&self, get: Get) -> (ResponseHead, Bytes) {
+    /// The volume a request may read, or the refusal to send: unknown volume, wrong token, or
+    /// another page size.
+    fn authorise(&self, get: &Get) -> Result<&VolumeState, (ResponseHead, Bytes)> {
         let Some(volume) = self.volumes.get(&get.volume) else {
             let msg = format!("node {} serves no volume {}", self.id, get.volume);
-            return self.refuse("unknown_volume", Status::UnknownVolume, msg);
+            return Err(self.refuse("unknown_volume", Status::UnknownVolume, msg));
         };
         if !same_secret(&get.token, &volume.token) {
             let msg = format!("wrong token for volume {}", get.volume);
-            return self.refuse("unauthorized", Status::Unauthorized, msg);
+            return Err(self.refuse("unauthorized", Status::Unauthorized, msg));
         }
         if get.page_size != self.page_size {
             let msg = format!("page size {} asked, node {} uses {}", get.page_size, self.id, self.page_size);
-            return self.refuse("bad_request", Status::BadRequest, msg);
+            return Err(self.refuse("bad_request", Status::BadRequest, msg));
         }
-        let Ok(_permit) = self.inflight.try_acquire() else {
-            let msg = format!("node {} is at its limit of requests in flight", self.id);
-            return self.refuse("busy", Status::Busy, msg);
+        Ok(volume)
+    }
+
+    fn busy(&self) -> (ResponseHead, Bytes) {
+        let msg = format!("node {} is at its limit of requests in flight", self.id);
+        self.refuse("busy", Status::Busy, msg)
+    }
+
+    async fn get(&self, get: Get) -> (ResponseHead, Bytes) {
+        let volume = match self.authorise(&get) {
+            Ok(v) => v,
+            Err(refusal) => return refusal,
         };
+        let Ok(_permit) = self.inflight.try_acquire() else { return self.busy() };
         self.metrics.inflight.inc();
         let began = Instant::now();
         let answer = self.lookup(&get, volume).await;
         self.metrics.inflight.dec();
         match answer {
             Ok((page, tier)) => {
+                let volume = VolumeName(get.volume.clone());
                 if tier == Tier::Origin {
-                    self.metrics.misses.inc();
+                    self.metrics.misses.get_or_create(&VolumeLabel { volume: volume.clone() }).inc();
                 } else {
-                    self.metrics.hits.get_or_create(&TierLabel { tier: tier.as_str() }).inc();
+                    self.metrics.hits.get_or_create(&VolumeTier { volume: volume.clone(), tier: tier.as_str() }).inc();
                 }
                 let (head, payload) = self.slice(&get, &page, tier);
-                self.metrics.bytes_served.inc_by(payload.len() as u64);
+                let served = VolumeTier { volume, tier: tier.as_str() };
+                self.metrics.bytes_served.get_or_create(&served).inc_by(payload.len() as u64);
                 let label = TierLabel { tier: tier.as_str() };
                 self.metrics.request_seconds.get_or_create(&label).observe(began.elapsed().as_secs_f64());
                 (head, payload)
@@ -137,6 +152,40 @@ impl Service {
             Err(Failure::NotFound(msg)) => self.refuse("not_found", Status::NotFound, msg),
             Err(Failure::Origin(msg)) => self.refuse("origin", Status::OriginFailed, msg),
         }
+    }
+
+    /// Fills, checks or evicts one whole page for `cachectl warmup`.
+    async fn warm(&self, warm: Warm) -> (ResponseHead, Bytes) {
+        let get = warm.as_get();
+        let volume = match self.authorise(&get) {
+            Ok(v) => v,
+            Err(refusal) => return refusal,
+        };
+        let key = PageKey { volume: get.volume.clone(), key: get.key.clone(), page: get.page };
+        let (outcome, object_size) = match warm.mode {
+            WarmMode::Check => {
+                (if self.store.contains(&key) { WarmOutcome::Present } else { WarmOutcome::Absent }, None)
+            }
+            WarmMode::Evict => {
+                self.store.remove(&key);
+                (WarmOutcome::Evicted, None)
+            }
+            WarmMode::Fill => {
+                let Ok(_permit) = self.inflight.try_acquire() else { return self.busy() };
+                match self.lookup(&get, volume).await {
+                    Ok((page, Tier::Origin)) => (WarmOutcome::Filled, Some(page.object_size)),
+                    Ok((page, _)) => (WarmOutcome::Present, Some(page.object_size)),
+                    Err(Failure::OutOfRange { size }) => {
+                        let msg = format!("page {} of {} starts past its end ({size} bytes)", get.page, get.key);
+                        return self.refuse("bad_request", Status::BadRequest, msg);
+                    }
+                    Err(Failure::NotFound(msg)) => return self.refuse("not_found", Status::NotFound, msg),
+                    Err(Failure::Origin(msg)) => return self.refuse("origin", Status::OriginFailed, msg),
+                }
+            }
+        };
+        self.metrics.warms.get_or_create(&crate::metrics::KindLabel { kind: outcome.as_str() }).inc();
+        (ResponseHead::Warm { outcome, object_size }, Bytes::new())
     }
 
     /// Finds the page in the cache or fills it. A page from disk is checked against its digest;
@@ -201,12 +250,14 @@ impl Service {
             id: self.id.to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_secs: self.started.elapsed().as_secs(),
-            hits_memory: m.hit_count("memory"),
-            hits_disk: m.hit_count("disk"),
-            misses: m.misses.get(),
-            bytes_served: m.bytes_served.get(),
-            origin_requests: m.origin_requests.get(),
-            origin_bytes: m.origin_bytes.get(),
+            hits_memory: m.hits_total("memory"),
+            hits_disk: m.hits_total("disk"),
+            misses: m.misses_total(),
+            bytes_served: m.bytes_served_total(),
+            origin_requests: m.origin_requests_total(),
+            origin_bytes: m.origin_bytes_total(),
+            p50_ms: latency_quantile(&text, 0.5).map(|s| s * 1000.0),
+            p99_ms: latency_quantile(&text, 0.99).map(|s| s * 1000.0),
             errors: m.errors_total(),
             memory_used: self.store.memory_used(),
             memory_capacity: self.store.memory_capacity(),
@@ -244,11 +295,12 @@ async fn fill_page(
     metrics: NodeMetrics,
 ) -> Result<Page, FillError> {
     let start = key.page * u64::from(page_size);
-    metrics.origin_requests.inc();
+    let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };
+    metrics.origin_requests.get_or_create(&volume).inc();
     let read = tokio::time::timeout(timeout, origin.get_range(&key.key, start..start + u64::from(page_size)))
         .await
         .map_err(|_| FillError::Timeout { key: key.key.to_string(), after: timeout })??;
-    metrics.origin_bytes.inc_by(read.bytes.len() as u64);
+    metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);
     let digest = page_digest(&key.volume, &key.key, key.page, 0, &read.bytes);
     Ok(Page { object_size: read.object_size, etag: read.etag, digest, bytes: read.bytes })
 }

@@ -195,6 +195,11 @@ impl PageStore {
         Ok((entry, tier))
     }
 
+    /// Whether the page is in memory or (probably: foyer's disk index) on disk; fetches nothing.
+    pub fn contains(&self, key: &PageKey) -> bool {
+        self.cache.contains(key)
+    }
+
     /// Drops a page from both tiers (e.g. one that failed its digest).
     pub fn remove(&self, key: &PageKey) {
         self.cache.remove(key);

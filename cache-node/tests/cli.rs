@@ -69,6 +69,7 @@ async fn get_verbose_shows_sources_and_status_shows_members() {
     let misses: u64 = members.iter().map(|m| m["status"]["misses"].as_u64().expect("misses")).sum();
     let hits: u64 = members.iter().map(|m| m["status"]["hits_memory"].as_u64().expect("hits")).sum();
     assert_eq!((misses, hits), (1, 1));
+    assert!(members.iter().any(|m| m["status"]["p99_ms"].as_f64().is_some_and(|v| v > 0.0)), "{json}");
     let share: f64 = members.iter().map(|m| m["share"].as_f64().expect("share")).sum();
     assert!((share - 1.0).abs() < 1e-6);
 
@@ -101,11 +102,16 @@ async fn admin_http_serves_health_and_metrics() {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
             .unwrap_or_else(|| panic!("{name} missing from:\n{metrics}"))
     };
-    assert_eq!(value("mirrorcache_node_hits_total{tier=\"memory\"}"), 1.0);
-    assert_eq!(value("mirrorcache_node_misses_total"), 1.0);
-    assert_eq!(value("mirrorcache_node_origin_requests_total"), 1.0);
-    assert_eq!(value("mirrorcache_node_origin_bytes_total"), (1 << 20) as f64);
-    assert_eq!(value("mirrorcache_node_served_bytes_total"), (2 << 20) as f64);
+    // Hit ratio per volume, and the bytes the cache saved the origin (served from memory).
+    assert_eq!(value("mirrorcache_node_hits_total{volume=\"vol1\",tier=\"memory\"}"), 1.0);
+    assert_eq!(value("mirrorcache_node_hits_total{volume=\"vol1\",tier=\"disk\"}"), 0.0);
+    assert_eq!(value("mirrorcache_node_misses_total{volume=\"vol1\"}"), 1.0);
+    assert_eq!(value("mirrorcache_node_origin_requests_total{volume=\"vol1\"}"), 1.0);
+    assert_eq!(value("mirrorcache_node_origin_bytes_total{volume=\"vol1\"}"), (1 << 20) as f64);
+    assert_eq!(value("mirrorcache_node_served_bytes_total{volume=\"vol1\",tier=\"memory\"}"), (1 << 20) as f64);
+    assert_eq!(value("mirrorcache_node_served_bytes_total{volume=\"vol1\",tier=\"origin\"}"), (1 << 20) as f64);
+    assert_eq!(value("mirrorcache_node_errors_total{kind=\"unauthorized\"}"), 0.0);
+    assert_eq!(value("mirrorcache_node_request_duration_seconds_count{tier=\"memory\"}"), 1.0);
     assert!(value("mirrorcache_node_cache_used_bytes{tier=\"memory\"}") >= (1 << 20) as f64);
     assert!(metrics.contains("mirrorcache_node_request_duration_seconds_bucket"));
     assert!(metrics.contains("foyer_hybrid_op_total"), "foyer's own metrics share the registry");

@@ -16,8 +16,8 @@ pub mod request;
 pub mod response;
 pub mod status;
 
-pub use request::{Get, Request, RequestKind};
-pub use response::{ErrorHead, PageHead, ResponseHead, Status, Tier};
+pub use request::{Get, Request, RequestKind, Warm, WarmMode};
+pub use response::{ErrorHead, PageHead, ResponseHead, Status, Tier, WarmOutcome};
 pub use status::NodeStatus;
 
 use crate::key::NameError;

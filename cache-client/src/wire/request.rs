@@ -1,4 +1,5 @@
-//! Requests: `Get` (one page, or a range inside it) and `Status` (the node's counters).
+//! Requests: `Get` (one page, or a range inside it), `Status` (the node's counters), and `Warm`
+//! (fill, check or evict one page at its owner, for `cachectl warmup`).
 
 use std::fmt;
 
@@ -16,6 +17,7 @@ use crate::{
 pub enum RequestKind {
     Get = 1,
     Status = 2,
+    Warm = 3,
 }
 
 impl TryFrom<u8> for RequestKind {
@@ -24,6 +26,7 @@ impl TryFrom<u8> for RequestKind {
         match v {
             1 => Ok(Self::Get),
             2 => Ok(Self::Status),
+            3 => Ok(Self::Warm),
             other => Err(WireError::UnknownKind(other)),
         }
     }
@@ -80,10 +83,74 @@ impl Get {
     }
 }
 
+/// What a `Warm` request asks of the page's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum WarmMode {
+    /// Make sure the page is cached (one origin GET if it is not, shared with any reader).
+    Fill = 0,
+    /// Only say whether the page is cached; fetch nothing.
+    Check = 1,
+    /// Drop the page from memory and disk.
+    Evict = 2,
+}
+
+impl TryFrom<u8> for WarmMode {
+    type Error = WireError;
+    fn try_from(v: u8) -> Result<Self, WireError> {
+        match v {
+            0 => Ok(Self::Fill),
+            1 => Ok(Self::Check),
+            2 => Ok(Self::Evict),
+            other => Err(WireError::Range(format!("unknown warm mode {other}"))),
+        }
+    }
+}
+
+/// Fill, check or evict page `page` of `key` (the whole page: no range).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Warm {
+    pub volume: Volume,
+    pub token: String,
+    pub key: ObjectKey,
+    pub page_size: u32,
+    pub page: u64,
+    pub mode: WarmMode,
+}
+
+impl fmt::Debug for Warm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Warm")
+            .field("volume", &self.volume)
+            .field("token", &"<redacted>")
+            .field("key", &self.key)
+            .field("page_size", &self.page_size)
+            .field("page", &self.page)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl Warm {
+    /// The same page as a whole-page `Get` (for the shared checks and lookups).
+    pub fn as_get(&self) -> Get {
+        Get {
+            volume: self.volume.clone(),
+            token: self.token.clone(),
+            key: self.key.clone(),
+            page_size: self.page_size,
+            page: self.page,
+            start: 0,
+            len: self.page_size,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Get(Get),
     Status,
+    Warm(Warm),
 }
 
 impl Request {
@@ -91,20 +158,24 @@ impl Request {
         match self {
             Self::Get(_) => RequestKind::Get,
             Self::Status => RequestKind::Status,
+            Self::Warm(_) => RequestKind::Warm,
         }
     }
 
     /// The whole frame: prefix and body.
     pub fn encode(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(64);
-        if let Self::Get(g) = self {
-            put_str(&mut body, 1, MAX_VOLUME_LEN, g.volume.as_str());
-            put_str(&mut body, 1, MAX_TOKEN_LEN, &g.token);
-            put_str(&mut body, 2, MAX_KEY_LEN, g.key.as_str());
-            body.extend_from_slice(&g.page_size.to_be_bytes());
-            body.extend_from_slice(&g.page.to_be_bytes());
-            body.extend_from_slice(&g.start.to_be_bytes());
-            body.extend_from_slice(&g.len.to_be_bytes());
+        match self {
+            Self::Get(g) => {
+                put_page_id(&mut body, &g.volume, &g.token, &g.key, g.page_size, g.page);
+                body.extend_from_slice(&g.start.to_be_bytes());
+                body.extend_from_slice(&g.len.to_be_bytes());
+            }
+            Self::Warm(w) => {
+                put_page_id(&mut body, &w.volume, &w.token, &w.key, w.page_size, w.page);
+                body.push(w.mode as u8);
+            }
+            Self::Status => {}
         }
         let mut out = Vec::with_capacity(REQUEST_PREFIX_LEN + body.len());
         out.push(VERSION);
@@ -133,20 +204,16 @@ impl Request {
         let request = match kind {
             RequestKind::Status => Self::Status,
             RequestKind::Get => {
-                let volume = Volume::new(c.str(1, MAX_VOLUME_LEN, "volume")?)?;
-                let token = c.str(1, MAX_TOKEN_LEN, "token")?.to_owned();
-                let key = ObjectKey::new(c.str(2, MAX_KEY_LEN, "key")?)?;
-                let get = Get {
-                    volume,
-                    token,
-                    key,
-                    page_size: c.u32("page size")?,
-                    page: c.u64("page")?,
-                    start: c.u32("start")?,
-                    len: c.u32("len")?,
-                };
+                let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
+                let get = Get { volume, token, key, page_size, page, start: c.u32("start")?, len: c.u32("len")? };
                 get.check_range()?;
                 Self::Get(get)
+            }
+            RequestKind::Warm => {
+                let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
+                let warm = Warm { volume, token, key, page_size, page, mode: WarmMode::try_from(c.u8("mode")?)? };
+                warm.as_get().check_range()?;
+                Self::Warm(warm)
             }
         };
         c.finish()?;
@@ -161,6 +228,23 @@ impl Request {
         let Some(body) = buf.get(REQUEST_PREFIX_LEN..REQUEST_PREFIX_LEN + len) else { return Ok(None) };
         Ok(Some((Self::decode_body(kind, body)?, REQUEST_PREFIX_LEN + len)))
     }
+}
+
+fn put_page_id(body: &mut Vec<u8>, volume: &Volume, token: &str, key: &ObjectKey, page_size: u32, page: u64) {
+    put_str(body, 1, MAX_VOLUME_LEN, volume.as_str());
+    put_str(body, 1, MAX_TOKEN_LEN, token);
+    put_str(body, 2, MAX_KEY_LEN, key.as_str());
+    body.extend_from_slice(&page_size.to_be_bytes());
+    body.extend_from_slice(&page.to_be_bytes());
+}
+
+type PageId = (Volume, String, ObjectKey, u32, u64);
+
+fn take_page_id(c: &mut Cursor<'_>) -> Result<PageId, WireError> {
+    let volume = Volume::new(c.str(1, MAX_VOLUME_LEN, "volume")?)?;
+    let token = c.str(1, MAX_TOKEN_LEN, "token")?.to_owned();
+    let key = ObjectKey::new(c.str(2, MAX_KEY_LEN, "key")?)?;
+    Ok((volume, token, key, c.u32("page size")?, c.u64("page")?))
 }
 
 #[cfg(test)]
@@ -188,6 +272,34 @@ mod tests {
         assert_eq!(Request::decode(&frame), Ok(Some((req.clone(), frame.len()))));
         assert!(!format!("{req:?}").contains("secret-token"));
         assert_eq!(Request::decode(&Request::Status.encode()).map(|r| r.map(|r| r.0)), Ok(Some(Request::Status)));
+    }
+
+    #[test]
+    fn warm_round_trips_and_checks_its_mode() {
+        let g = get();
+        for mode in [WarmMode::Fill, WarmMode::Check, WarmMode::Evict] {
+            let w = Warm {
+                volume: g.volume.clone(),
+                token: g.token.clone(),
+                key: g.key.clone(),
+                page_size: g.page_size,
+                page: 9,
+                mode,
+            };
+            let frame = Request::Warm(w.clone()).encode();
+            assert_eq!(Request::decode(&frame), Ok(Some((Request::Warm(w), frame.len()))));
+        }
+        let w = Warm {
+            volume: g.volume.clone(),
+            token: g.token.clone(),
+            key: g.key,
+            page_size: g.page_size,
+            page: 0,
+            mode: WarmMode::Fill,
+        };
+        let mut frame = Request::Warm(w).encode();
+        *frame.last_mut().expect("mode byte") = 7;
+        assert!(matches!(Request::decode(&frame), Err(WireError::Range(_))));
     }
 
     #[test]

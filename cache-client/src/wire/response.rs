@@ -108,9 +108,53 @@ pub struct ErrorHead {
     pub message: String,
 }
 
+/// What the owner did with a `Warm` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum WarmOutcome {
+    /// The page was not cached; the node fetched it from the origin and cached it.
+    Filled = 0,
+    /// The page was already cached (memory or disk).
+    Present = 1,
+    /// (Check) the page is not cached.
+    Absent = 2,
+    /// (Evict) the page was dropped.
+    Evicted = 3,
+}
+
+impl WarmOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Filled => "filled",
+            Self::Present => "present",
+            Self::Absent => "absent",
+            Self::Evicted => "evicted",
+        }
+    }
+}
+
+impl TryFrom<u8> for WarmOutcome {
+    type Error = WireError;
+    fn try_from(v: u8) -> Result<Self, WireError> {
+        match v {
+            0 => Ok(Self::Filled),
+            1 => Ok(Self::Present),
+            2 => Ok(Self::Absent),
+            3 => Ok(Self::Evicted),
+            other => Err(WireError::Range(format!("unknown warm outcome {other}"))),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseHead {
     Page(PageHead),
+    /// The answer to `Warm`: what happened, and the object's size when the node knows it
+    /// (`Filled` and `Present`), so a warmer learns how many pages an object has.
+    Warm {
+        outcome: WarmOutcome,
+        object_size: Option<u64>,
+    },
     /// The answer to `Status`: `len` bytes of JSON follow.
     Status {
         len: u32,
@@ -128,7 +172,7 @@ impl ResponseHead {
         match self {
             Self::Page(p) => p.len,
             Self::Status { len } => *len,
-            Self::Error(_) => 0,
+            Self::Warm { .. } | Self::Error(_) => 0,
         }
     }
 
@@ -146,6 +190,11 @@ impl ResponseHead {
             }
             Self::Status { len } => {
                 head.extend_from_slice(&len.to_be_bytes());
+                Status::Ok
+            }
+            Self::Warm { outcome, object_size } => {
+                head.push(*outcome as u8);
+                head.extend_from_slice(&object_size.unwrap_or(u64::MAX).to_be_bytes());
                 Status::Ok
             }
             Self::Error(e) => {
@@ -206,6 +255,11 @@ impl ResponseHead {
                 }
                 Self::Status { len }
             }
+            (Status::Ok, RequestKind::Warm) => {
+                let outcome = WarmOutcome::try_from(c.u8("outcome")?)?;
+                let size = c.u64("object size")?;
+                Self::Warm { outcome, object_size: (size != u64::MAX).then_some(size) }
+            }
             (status, _) => Self::Error(ErrorHead { status, message: c.str(2, MAX_MESSAGE_LEN, "message")?.to_owned() }),
         };
         c.finish()?;
@@ -244,6 +298,8 @@ mod tests {
             (RequestKind::Status, ResponseHead::Status { len: 300 }),
             (RequestKind::Get, ResponseHead::error(Status::Unauthorized, "bad token for volume vol1")),
             (RequestKind::Status, ResponseHead::error(Status::Internal, "")),
+            (RequestKind::Warm, ResponseHead::Warm { outcome: WarmOutcome::Filled, object_size: Some(4 << 20) }),
+            (RequestKind::Warm, ResponseHead::Warm { outcome: WarmOutcome::Absent, object_size: None }),
         ] {
             let frame = head.encode();
             assert_eq!(ResponseHead::decode(kind, &frame), Ok(Some((head, frame.len()))));

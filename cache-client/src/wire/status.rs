@@ -15,6 +15,9 @@ pub struct NodeStatus {
     pub origin_requests: u64,
     pub origin_bytes: u64,
     pub errors: u64,
+    /// Request latency quantiles over all tiers, in milliseconds (bucket upper bounds).
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
     pub memory_used: u64,
     pub memory_capacity: u64,
     pub disk_used: u64,

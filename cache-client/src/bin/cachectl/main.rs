@@ -2,10 +2,14 @@
 //!
 //! - `get VOLUME KEY [--offset N] [--len N] [-o FILE] [-v]`: read through the cache
 //! - `status [--json]`: members, reachability and per-node counters
+//! - `warmup VOLUME PREFIX [--check | --evict]`: fill (or check, or drop) pages at their owners
+//! - `gateway [--listen ADDR]`: a read-only S3 endpoint over the cluster (bucket = volume)
 //! - `certs --dir DIR --nodes a,b,c --clients NAME`: create a cluster CA and certificates
 
+mod gateway;
 mod get;
 mod status;
+mod warmup;
 
 use std::path::PathBuf;
 
@@ -29,6 +33,10 @@ enum Command {
     Get(get::GetArgs),
     /// Show every member: address, weight, share of the key space, reachability and counters.
     Status(status::StatusArgs),
+    /// Cache every page under a prefix (or in a key file) at its owner; --check, --evict.
+    Warmup(warmup::WarmupArgs),
+    /// Serve the volumes read-only over the S3 API (bucket = volume, SigV4: volume / token).
+    Gateway(gateway::GatewayArgs),
     /// Create a cluster CA (or reuse the one in DIR) and node and client certificates.
     Certs {
         /// Directory for ca.pem, ca.key and NAME.pem/NAME.key.
@@ -63,6 +71,8 @@ async fn main() -> anyhow::Result<()> {
     match args.command {
         Command::Get(get) => get::run(&client(args.config.as_ref())?, get).await,
         Command::Status(status) => status::run(&client(args.config.as_ref())?, status).await,
+        Command::Warmup(warmup) => warmup::run(&client(args.config.as_ref())?, warmup).await,
+        Command::Gateway(gateway) => gateway::run(args.config.as_ref(), gateway).await,
         Command::Certs { dir, nodes, clients, days } => {
             let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
             let clients: Vec<&str> = clients.iter().map(String::as_str).collect();

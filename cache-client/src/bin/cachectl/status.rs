@@ -1,5 +1,9 @@
-//! `cachectl status`: every member of the ring with its share of the key space, whether it
-//! answers, and its own counters (asked over QUIC with a `Status` request).
+//! `cachectl status`: one screen with every member of the ring: weight, share of the key space,
+//! whether it answers, hit ratio, request, byte and origin rates, errors, latency and cache use,
+//! from each node's own counters (a `Status` request over QUIC). `--watch` refreshes, with rates
+//! over the last interval; a single shot shows averages since each node started.
+
+use std::{collections::HashMap, time::Duration};
 
 use cache_client::{Client, units::ByteSize, wire::NodeStatus};
 use futures::future::join_all;
@@ -10,6 +14,9 @@ pub struct StatusArgs {
     /// One JSON document instead of a table.
     #[arg(long)]
     json: bool,
+    /// Refresh every N seconds until interrupted.
+    #[arg(long, value_name = "SECONDS")]
+    watch: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -23,15 +30,13 @@ struct MemberStatus {
     status: Option<NodeStatus>,
 }
 
-pub async fn run(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
+async fn collect(client: &Client) -> Vec<MemberStatus> {
     let ring = client.ring();
-    let shares = ring.shares();
     let answers = join_all((0..ring.members().len()).map(|i| client.node_status(i))).await;
-    let members: Vec<MemberStatus> = ring
-        .members()
+    ring.members()
         .iter()
         .zip(answers)
-        .zip(shares)
+        .zip(ring.shares())
         .map(|((m, answer), share)| MemberStatus {
             id: m.id.to_string(),
             addr: m.addr.to_string(),
@@ -41,43 +46,106 @@ pub async fn run(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
             error: answer.as_ref().err().cloned(),
             status: answer.ok(),
         })
-        .collect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "members": members }))?);
+        .collect()
+}
+
+pub async fn run(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
+    let Some(every) = args.watch else {
+        let members = collect(client).await;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "members": members }))?);
+        } else {
+            print_table(&members, &HashMap::new(), None);
+        }
         return Ok(());
+    };
+    let every = Duration::from_secs(every.max(1));
+    let mut previous: HashMap<String, NodeStatus> = HashMap::new();
+    loop {
+        let members = collect(client).await;
+        if args.json {
+            println!("{}", serde_json::to_string(&serde_json::json!({ "members": members }))?);
+        } else {
+            print!("\x1b[2J\x1b[H");
+            print_table(&members, &previous, Some(every));
+        }
+        previous = members.into_iter().filter_map(|m| m.status.map(|s| (m.id, s))).collect();
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
     }
+}
+
+/// Per-second rates: over `interval` against `before` when there is one, else since start.
+fn rates(now: &NodeStatus, before: Option<&NodeStatus>, interval: Option<Duration>) -> (f64, f64, f64) {
+    let requests = |s: &NodeStatus| (s.hits_memory + s.hits_disk + s.misses) as f64;
+    let (base, secs) = match (before, interval) {
+        (Some(b), Some(i)) => (b.clone(), i.as_secs_f64()),
+        _ => (NodeStatus::default(), now.uptime_secs.max(1) as f64),
+    };
+    (
+        (requests(now) - requests(&base)).max(0.0) / secs,
+        now.bytes_served.saturating_sub(base.bytes_served) as f64 / secs,
+        now.origin_requests.saturating_sub(base.origin_requests) as f64 / secs,
+    )
+}
+
+fn print_table(members: &[MemberStatus], previous: &HashMap<String, NodeStatus>, interval: Option<Duration>) {
     println!(
-        "{:<10} {:<22} {:>6} {:>6} {:>5} {:>9} {:>9} {:>9} {:>10} {:>8} {:>17} {:>17}",
-        "NODE", "ADDR", "WEIGHT", "SHARE", "UP", "HIT-MEM", "HIT-DISK", "MISS", "SERVED", "ERRORS", "MEMORY", "DISK"
+        "{:<8} {:<21} {:>3} {:>6} {:>4} {:>6} {:>8} {:>10} {:>8} {:>6} {:>8} {:>8} {:>17} {:>17}",
+        "NODE",
+        "ADDR",
+        "WT",
+        "SHARE",
+        "UP",
+        "HIT%",
+        "REQ/S",
+        "BYTES/S",
+        "ORIG/S",
+        "ERR",
+        "P50",
+        "P99",
+        "MEMORY",
+        "DISK"
     );
-    for m in &members {
+    for m in members {
         let share = format!("{:.1}%", m.share * 100.0);
-        match &m.status {
-            Some(s) => println!(
-                "{:<10} {:<22} {:>6} {:>6} {:>5} {:>9} {:>9} {:>9} {:>10} {:>8} {:>17} {:>17}",
-                m.id,
-                m.addr,
-                m.weight,
-                share,
-                "yes",
-                s.hits_memory,
-                s.hits_disk,
-                s.misses,
-                ByteSize(s.bytes_served).to_string(),
-                s.errors,
-                format!("{}/{}", ByteSize(s.memory_used), ByteSize(s.memory_capacity)),
-                format!("{}/{}", ByteSize(s.disk_used), ByteSize(s.disk_capacity)),
-            ),
-            None => println!(
-                "{:<10} {:<22} {:>6} {:>6} {:>5}  {}",
+        let Some(s) = &m.status else {
+            println!(
+                "{:<8} {:<21} {:>3} {:>6} {:>4}  {}",
                 m.id,
                 m.addr,
                 m.weight,
                 share,
                 "NO",
                 m.error.as_deref().unwrap_or("")
-            ),
-        }
+            );
+            continue;
+        };
+        let hits = s.hits_memory + s.hits_disk;
+        let hit_ratio = match hits + s.misses {
+            0 => "-".to_owned(),
+            n => format!("{:.1}", 100.0 * hits as f64 / n as f64),
+        };
+        let (req, bytes, origin) = rates(s, previous.get(&m.id), interval);
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}ms"));
+        println!(
+            "{:<8} {:<21} {:>3} {:>6} {:>4} {:>6} {:>8.1} {:>10} {:>8.1} {:>6} {:>8} {:>8} {:>17} {:>17}",
+            m.id,
+            m.addr,
+            m.weight,
+            share,
+            "yes",
+            hit_ratio,
+            req,
+            ByteSize(bytes as u64).to_string(),
+            origin,
+            s.errors,
+            ms(s.p50_ms),
+            ms(s.p99_ms),
+            format!("{}/{}", ByteSize(s.memory_used), ByteSize(s.memory_capacity)),
+            format!("{}/{}", ByteSize(s.disk_used), ByteSize(s.disk_capacity)),
+        );
     }
-    Ok(())
 }

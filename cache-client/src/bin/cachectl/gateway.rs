@@ -1,0 +1,48 @@
+//! `cachectl gateway [--listen ADDR]`: serve the config's volumes read-only over the S3 API
+//! (bucket = volume; SigV4 with access key = volume name, secret = the volume's token). Prints
+//! one line, `gateway serving on http://ADDR` (the bound address), then serves until Ctrl-C or
+//! SIGTERM.
+
+use std::{io::Write, net::SocketAddr, path::PathBuf, sync::Arc};
+
+use anyhow::Context;
+use cache_client::{Client, config::ClientConfig, gateway};
+
+#[derive(clap::Args, Debug)]
+pub struct GatewayArgs {
+    /// Address to serve HTTP on (port 0: any free port; the line printed tells which).
+    #[arg(long, default_value = "127.0.0.1:9100")]
+    listen: SocketAddr,
+}
+
+pub async fn run(config: Option<&PathBuf>, args: GatewayArgs) -> anyhow::Result<()> {
+    let path = config.context("--config FILE is required for this command")?;
+    let config = ClientConfig::load(path)?;
+    let client = Arc::new(Client::new(&config)?);
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "gateway serving on http://{addr}")?;
+    out.flush()?;
+    drop(out);
+    gateway::serve(listener, client, &config.volume, stop_signal()).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the gateway");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

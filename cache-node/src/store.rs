@@ -181,11 +181,23 @@ impl PageStore {
 
     /// The page under `key`, from memory, disk, or `fill` (run at most once for concurrent
     /// callers). The error of a failed fill is `fill`'s own, reachable with `downcast_ref`.
+    ///
+    /// Hits do not go through foyer's `get_or_fetch`: in 0.22, with write-on-insertion, it queues
+    /// the page for disk again on every hit (foyer-rs/foyer#1351), which rewrote each hot 4 MiB
+    /// page to disk on every read. A memory hit is a plain lookup (no await); a disk hit is
+    /// `get`, which loads the page into memory without writing it back.
     pub async fn get_or_fill<F, E>(&self, key: &PageKey, fill: F) -> Result<(PageEntry, Tier), foyer::Error>
     where
         F: Future<Output = Result<Page, E>> + Send + 'static,
         E: Into<anyhow::Error>,
     {
+        if let Some(entry) = self.cache.memory().get(key) {
+            return Ok((entry, Tier::Memory));
+        }
+        if let Some(entry) = self.cache.get(key).await? {
+            let tier = if entry.source() == Source::Memory { Tier::Memory } else { Tier::Disk };
+            return Ok((entry, tier));
+        }
         let entry = self.cache.get_or_fetch(key, || fill).await?;
         let tier = match entry.source() {
             Source::Memory => Tier::Memory,
@@ -240,6 +252,65 @@ impl PageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::NodeMetrics;
+
+    /// foyer's count of pages queued for disk writes (prometheus-client adds a `_total` of its
+    /// own to foyer's `foyer_storage_op_total`).
+    fn disk_enqueues(metrics: &NodeMetrics) -> u64 {
+        let text = metrics.encode();
+        let line = text.lines().find(|l| l.starts_with("foyer_storage_op_total") && l.contains("op=\"enqueue\""));
+        line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn hits_do_not_queue_the_page_for_disk_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = format!(
+            "[node]\nid = \"a\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
+             [cache]\nmemory_capacity = \"4MiB\"\ndisk_capacity = \"512MiB\"\npage_size = \"1MiB\"\n\
+             [tls]\nca = \"x\"\ncert = \"x\"\nkey = \"x\"\n",
+            dir.path().display()
+        );
+        let config: NodeConfig = cache_client::config::parse_toml(&toml).expect("config");
+        config.validate().expect("valid");
+        let metrics = NodeMetrics::new(Vec::new());
+        let store = PageStore::open(&config, metrics.registry.clone()).await.expect("open");
+        let key = |page| PageKey { volume: Volume::new("v").expect("v"), key: ObjectKey::new("k").expect("k"), page };
+        let page = || Page { object_size: 8 << 20, etag: None, digest: 0, bytes: Bytes::from(vec![7u8; 1 << 20]) };
+
+        let (_, tier) = store.get_or_fill(&key(0), async move { Ok::<_, std::io::Error>(page()) }).await.expect("fill");
+        assert_eq!(tier, Tier::Origin);
+        assert_eq!(disk_enqueues(&metrics), 1, "a fill is written to disk once");
+        for _ in 0..10 {
+            let (_, tier) = store
+                .get_or_fill(&key(0), async { Err::<Page, _>(std::io::Error::other("no fill")) })
+                .await
+                .expect("hit");
+            assert_eq!(tier, Tier::Memory);
+        }
+        assert_eq!(disk_enqueues(&metrics), 1, "memory hits queue nothing for disk");
+
+        // Push page 0 out of the 4 MiB memory tier, then read it back from disk.
+        for p in 1..=8 {
+            store.get_or_fill(&key(p), async move { Ok::<_, std::io::Error>(page()) }).await.expect("fill");
+        }
+        let queued = disk_enqueues(&metrics);
+        assert!(!store.cache.memory().contains(&key(0)), "page 0 still in memory");
+        let mut tier = Tier::Memory;
+        for _ in 0..200 {
+            // The flusher writes asynchronously: until page 0 is on disk, `get` may miss it.
+            if let Ok((_, t)) =
+                store.get_or_fill(&key(0), async { Err::<Page, _>(std::io::Error::other("miss")) }).await
+            {
+                tier = t;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(tier, Tier::Disk);
+        assert_eq!(disk_enqueues(&metrics), queued, "a disk hit is not written back");
+        store.close().await.expect("close");
+    }
 
     #[test]
     fn stored_pages_round_trip_and_reject_garbage() {

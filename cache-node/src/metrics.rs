@@ -130,6 +130,16 @@ impl NodeMetrics {
             let _ = m.origin_requests.get_or_create(&VolumeLabel { volume: volume.clone() });
             let _ = m.origin_bytes.get_or_create(&VolumeLabel { volume });
         }
+        for tier in TIERS {
+            let _ = m.request_seconds.get_or_create(&TierLabel { tier });
+        }
+        for kind in ["filled", "present", "absent", "evicted"] {
+            let _ = m.warms.get_or_create(&KindLabel { kind });
+        }
+        for tier in &TIERS[..2] {
+            let _ = m.cache_used_bytes.get_or_create(&TierLabel { tier });
+            let _ = m.cache_capacity_bytes.get_or_create(&TierLabel { tier });
+        }
         for kind in ERROR_KINDS {
             let _ = m.errors.get_or_create(&KindLabel { kind });
         }

@@ -27,3 +27,32 @@ fn every_example_config_loads() {
     }
     assert_eq!(checked, 6, "node.toml, client.toml and the four local demo configs");
 }
+
+/// Every `mirrorcache_node_*` metric the Grafana dashboard and the docs query is one the node
+/// really exports.
+#[test]
+fn dashboard_queries_only_metrics_the_node_exports() {
+    let volume = cache_client::key::Volume::new("vol1").expect("valid");
+    let exported = cache_node::metrics::NodeMetrics::new(vec![volume]).encode();
+    let dashboard =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/grafana-dashboard.json"))
+            .expect("dashboard");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard is JSON");
+    assert!(json["panels"].as_array().is_some_and(|p| p.len() >= 6));
+    let mut names: Vec<&str> = dashboard
+        .split("mirrorcache_node_")
+        .skip(1)
+        .map(|rest| rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next().unwrap_or(""))
+        .collect();
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        let series = format!("mirrorcache_node_{name}");
+        let base = series.trim_end_matches("_bucket");
+        assert!(
+            exported.contains(&format!("# TYPE {base} ")) || exported.contains(&format!("\n{series}")),
+            "{series} is not exported"
+        );
+    }
+}

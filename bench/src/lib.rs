@@ -1,1 +1,311 @@
-//! placeholder
+//! Shared setup for the criterion benches in `benches/` and the cluster load tool: certificates, an
+//! in-process S3 origin with JuiceFS-shaped 4 MiB objects, node and client configs, a node with a
+//! client on loopback, a bare quinn pair with the same transport and TLS, and a driver that keeps
+//! `n` operations in flight.
+//!
+//! ```text
+//!  Loopback::start ─► certs (ca, a, client) ─► S3Origin (put objects) ─► RunningNode "a" ─► Client
+//!  BarePair::start ─► quinn server (payload per stream) ◄── quinn client, same transport + TLS
+//!  in_flight(n, per_task, op)  n tasks, each running `op` per_task times; returns the wall time
+//! ```
+//!
+//! Everything lives in a temp dir that is removed when the owner is dropped.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use cache_client::{
+    Client,
+    config::{ClientConfig, OriginConfig, TlsConfig, parse_toml},
+    key::{ObjectKey, Volume},
+    tls,
+};
+use cache_node::{RunningNode, config::NodeConfig, metrics::NodeMetrics, store::PageStore, testkit::S3Origin};
+use tempfile::TempDir;
+
+pub const AK: &str = "AKIAMIRRORCACHEBENCH";
+pub const SK: &str = "mirrorcache-bench-secret-key";
+pub const TOKEN: &str = "vol1-token-0123456789";
+pub const BUCKET: &str = "bucket";
+pub const VOLUME: &str = "vol1";
+/// Page size of every bench (one JuiceFS block).
+pub const PAGE: u64 = 4 << 20;
+/// The node's id, and the server name clients connect to.
+pub const NODE_ID: &str = "a";
+
+/// Deterministic pseudo-random bytes (splitmix64): incompressible, and reproducible from `seed`.
+pub fn content(seed: u64, len: u64) -> Bytes {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len as usize + 8);
+    while (out.len() as u64) < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len as usize);
+    out.into()
+}
+
+/// A JuiceFS-shaped block key: `<fs>/chunks/<id/1000/1000>/<id/1000>/<id>_<index>_<size>`.
+pub fn block_key(slice: u64, index: u64, size: u64) -> ObjectKey {
+    let key = format!("myjfs/chunks/{}/{}/{slice}_{index}_{size}", slice / 1_000_000, slice / 1000);
+    ObjectKey::new(&key).expect("block keys are valid object keys")
+}
+
+/// The bench volume's name.
+pub fn volume() -> Volume {
+    Volume::new(VOLUME).expect("valid volume name")
+}
+
+/// Writes a CA, one certificate per node id and one for `client` into `dir`, and returns `dir`.
+pub fn certs(dir: &Path, nodes: &[&str]) -> anyhow::Result<PathBuf> {
+    cache_client::certs::generate(dir, nodes, &["client"], 30).context("generate certificates")?;
+    Ok(dir.to_owned())
+}
+
+/// The `[tls]` section of `name` (a node id or `client`) for certificates made by [`certs`].
+pub fn tls_paths(certs: &Path, name: &str) -> TlsConfig {
+    TlsConfig {
+        ca: certs.join("ca.pem"),
+        cert: certs.join(format!("{name}.pem")),
+        key: certs.join(format!("{name}.key")),
+    }
+}
+
+fn tls_toml(certs: &Path, name: &str) -> String {
+    let t = tls_paths(certs, name);
+    format!("[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n", t.ca, t.cert, t.key)
+}
+
+fn volume_toml(origin: &OriginConfig) -> String {
+    format!(
+        "[[volume]]\nname = \"{VOLUME}\"\ntoken = \"{TOKEN}\"\n[[volume.origin]]\nurl = {:?}\nendpoint = {:?}\n\
+         region = {:?}\naccess_key_id = {:?}\nsecret_access_key = {:?}\nallow_http = {}\n",
+        origin.url,
+        origin.endpoint.as_deref().unwrap_or_default(),
+        origin.region.as_deref().unwrap_or("us-east-1"),
+        origin.access_key_id.as_deref().unwrap_or_default(),
+        origin.secret_access_key.as_deref().unwrap_or_default(),
+        origin.allow_http,
+    )
+}
+
+/// A validated node config: id [`NODE_ID`], QUIC and admin on 127.0.0.1:0, data in `data_dir`,
+/// 4 MiB pages, the given cache sizes (e.g. `"64MiB"`), and the bench volume if `origin` is set.
+/// The certificates are only read by [`RunningNode::start`], not by [`open_store`].
+pub fn node_config(
+    data_dir: &Path,
+    certs: &Path,
+    memory: &str,
+    disk: &str,
+    origin: Option<&OriginConfig>,
+) -> anyhow::Result<NodeConfig> {
+    let text = format!(
+        "[node]\nid = \"{NODE_ID}\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+         [cache]\nmemory_capacity = \"{memory}\"\ndisk_capacity = \"{disk}\"\npage_size = \"4MiB\"\n{}{}",
+        data_dir,
+        tls_toml(certs, NODE_ID),
+        origin.map(volume_toml).unwrap_or_default(),
+    );
+    let config: NodeConfig = parse_toml(&text).map_err(|e| anyhow::anyhow!("node config: {e}"))?;
+    config.validate().context("node config")?;
+    Ok(config)
+}
+
+/// A validated client config for `members` (id, QUIC address), with the `client` certificate and
+/// the bench volume on `origin`.
+pub fn client_config(
+    members: &[(&str, SocketAddr)],
+    certs: &Path,
+    origin: &OriginConfig,
+) -> anyhow::Result<ClientConfig> {
+    let members: Vec<String> =
+        members.iter().map(|(id, addr)| format!("{{ id = \"{id}\", addr = \"{addr}\" }}")).collect();
+    let text = format!(
+        "[cluster]\nmembers = [ {} ]\n{}[client]\nconnect_timeout = \"2s\"\npage_timeout = \"10s\"\n\
+         origin_timeout = \"10s\"\n{}",
+        members.join(", "),
+        tls_toml(certs, "client"),
+        volume_toml(origin),
+    );
+    let config: ClientConfig = parse_toml(&text).map_err(|e| anyhow::anyhow!("client config: {e}"))?;
+    config.validate().context("client config")?;
+    Ok(config)
+}
+
+/// Opens a bare page store (no node around it) in `dir` with the given capacities.
+pub async fn open_store(dir: &Path, memory: &str, disk: &str) -> anyhow::Result<PageStore> {
+    let config = node_config(dir, &dir.join("no-certs"), memory, disk, None)?;
+    Ok(PageStore::open(&config, NodeMetrics::new(Vec::new()).registry).await?)
+}
+
+/// Puts `n` objects of [`PAGE`] bytes (seeds `0..n`) into the bench volume on `s3` and returns
+/// their keys.
+pub fn put_blocks(s3: &S3Origin, n: u64) -> anyhow::Result<Vec<ObjectKey>> {
+    (0..n)
+        .map(|i| {
+            let key = block_key(1000 + i, 0, PAGE);
+            s3.put(BUCKET, &format!("{VOLUME}/{key}"), &content(i, PAGE)).with_context(|| format!("put {key}"))?;
+            Ok(key)
+        })
+        .collect()
+}
+
+/// One node serving the bench volume from an in-process S3 origin, and a client of it, all on
+/// loopback in this process.
+#[derive(Debug)]
+pub struct Loopback {
+    pub dir: TempDir,
+    pub s3: S3Origin,
+    pub node: RunningNode,
+    pub client: Arc<Client>,
+    pub volume: Volume,
+    /// Objects of one page each, in the origin (not yet in the cache: see [`Loopback::warm`]).
+    pub keys: Vec<ObjectKey>,
+}
+
+impl Loopback {
+    /// Starts the origin with `objects` objects of one page, the node (memory `memory`, disk
+    /// 512 MiB) and a client whose single member is the node. Call inside a tokio runtime.
+    pub async fn start(objects: u64, memory: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("tempdir")?;
+        let certs = certs(&dir.path().join("certs"), &[NODE_ID])?;
+        let s3 = S3Origin::start(&dir.path().join("origin"), AK, SK).await?;
+        let keys = put_blocks(&s3, objects)?;
+        let origin = s3.origin_config(BUCKET, VOLUME);
+        let config = node_config(&dir.path().join("node"), &certs, memory, "512MiB", Some(&origin))?;
+        let node = RunningNode::start(config).await.context("start node")?;
+        let client = Client::new(&client_config(&[(NODE_ID, node.quic_addr())], &certs, &origin)?)?;
+        Ok(Self { dir, s3, node, client: Arc::new(client), volume: volume(), keys })
+    }
+
+    /// Reads every object once through the cache, so later reads are hits.
+    pub async fn warm(&self) -> anyhow::Result<()> {
+        for key in &self.keys {
+            let bytes = self.client.read(&self.volume, key, 0, PAGE).await?;
+            anyhow::ensure!(bytes.len() as u64 == PAGE, "{key}: read {} bytes", bytes.len());
+        }
+        Ok(())
+    }
+
+    /// Reads object `i % keys` whole through the cache and checks its length.
+    pub async fn read(&self, i: u64) -> anyhow::Result<Bytes> {
+        let key = &self.keys[(i % self.keys.len() as u64) as usize];
+        let bytes = self.client.read(&self.volume, key, 0, PAGE).await?;
+        anyhow::ensure!(bytes.len() as u64 == PAGE, "{key}: read {} bytes", bytes.len());
+        Ok(bytes)
+    }
+
+    /// Stops the node (flushing its cache); the origin and the temp dir go when `self` drops.
+    pub async fn shutdown(self) {
+        self.node.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+/// Two quinn endpoints on loopback with the node's transport config and mTLS setup (server name
+/// [`NODE_ID`]). The server answers every bidirectional stream with the first `u32` (big-endian)
+/// bytes the client asks for from its payload, as one `write_chunk` of a shared `Bytes`, the way a
+/// node answers a page. This is the ceiling the cache path is measured against.
+#[derive(Debug)]
+pub struct BarePair {
+    pub dir: TempDir,
+    pub server: quinn::Endpoint,
+    pub client: quinn::Endpoint,
+    pub conn: quinn::Connection,
+}
+
+impl BarePair {
+    /// Binds both endpoints, starts the server and connects. Call inside a tokio runtime.
+    pub async fn start(payload: Bytes) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("tempdir")?;
+        let certs = certs(dir.path(), &[NODE_ID])?;
+        let transport = Arc::new(tls::transport_config());
+        let server_tls = tls::TlsFiles::load(&tls_paths(&certs, NODE_ID))?;
+        let client_tls = tls::TlsFiles::load(&tls_paths(&certs, "client"))?;
+        let server =
+            quinn::Endpoint::server(tls::server_config(&server_tls, transport.clone())?, ([127, 0, 0, 1], 0).into())?;
+        let addr = server.local_addr()?;
+        let mut client = quinn::Endpoint::client(([0, 0, 0, 0], 0).into())?;
+        client.set_default_client_config(tls::client_config(&client_tls, transport)?);
+        tokio::spawn(serve_bare(server.clone(), payload));
+        let conn = client.connect(addr, NODE_ID)?.await.context("bare quinn handshake")?;
+        Ok(Self { dir, server, client, conn })
+    }
+
+    /// Asks for `len` bytes on a new stream and reads them into one buffer, as the client does.
+    pub async fn fetch(&self, len: u32) -> anyhow::Result<Bytes> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        send.write_all(&len.to_be_bytes()).await?;
+        send.finish()?;
+        let mut buf = vec![0u8; len as usize];
+        recv.read_exact(&mut buf).await?;
+        Ok(buf.into())
+    }
+
+    /// Closes both endpoints.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"done");
+        self.server.close(0u32.into(), b"done");
+        self.client.wait_idle().await;
+    }
+}
+
+async fn serve_bare(endpoint: quinn::Endpoint, payload: Bytes) {
+    while let Some(incoming) = endpoint.accept().await {
+        let payload = payload.clone();
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    let mut len = [0u8; 4];
+                    recv.read_exact(&mut len).await?;
+                    let len = (u32::from_be_bytes(len) as usize).min(payload.len());
+                    send.write_chunk(payload.slice(..len)).await?;
+                    send.finish()?;
+                    anyhow::Ok(())
+                });
+            }
+        });
+    }
+}
+
+/// Runs `op(i)` for `i` in `0..n * per_task` on `n` spawned tasks (task `t` takes `t, t + n, ...`),
+/// so `n` operations are in flight until the last ones drain, and returns the wall time. The first
+/// error stops the run.
+pub async fn in_flight<F, Fut>(n: u64, per_task: u64, op: F) -> anyhow::Result<Duration>
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let began = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|t| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                for j in 0..per_task {
+                    op(t + j * n).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.context("in-flight task panicked")??;
+    }
+    Ok(began.elapsed())
+}
+
+/// The multi-thread tokio runtime the async benches run in (one worker per core).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}

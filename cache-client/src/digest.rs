@@ -4,12 +4,17 @@
 
 use crc_fast::{CrcAlgorithm, Digest};
 
-use crate::key::{ObjectKey, Volume};
-
-/// Digest of `bytes`, the bytes at `start` inside page `page` of `key` in `volume`.
-pub fn page_digest(volume: &Volume, key: &ObjectKey, page: u64, start: u32, bytes: &[u8]) -> u64 {
+/// Digest of `bytes`, the bytes at `start` inside page `page` of `key` in `volume` (typed
+/// names, or the borrowed names of a decoded request).
+pub fn page_digest(
+    volume: &(impl AsRef<str> + ?Sized),
+    key: &(impl AsRef<str> + ?Sized),
+    page: u64,
+    start: u32,
+    bytes: &[u8],
+) -> u64 {
     let mut d = Digest::new(CrcAlgorithm::Crc64Nvme);
-    for name in [volume.as_str(), key.as_str()] {
+    for name in [volume.as_ref(), key.as_ref()] {
         d.update(&(name.len() as u16).to_be_bytes());
         d.update(name.as_bytes());
     }
@@ -23,6 +28,7 @@ pub fn page_digest(volume: &Volume, key: &ObjectKey, page: u64, start: u32, byte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::{ObjectKey, Volume};
 
     fn names(v: &str, k: &str) -> (Volume, ObjectKey) {
         (Volume::new(v).expect("valid"), ObjectKey::new(k).expect("valid"))
@@ -44,5 +50,7 @@ mod tests {
         let (va, ka) = names("ab", "c");
         let (vb, kb) = names("a", "bc");
         assert_ne!(page_digest(&va, &ka, 0, 0, b""), page_digest(&vb, &kb, 0, 0, b""));
+        // Typed and borrowed names agree.
+        assert_eq!(page_digest("vol", "a/b", 3, 0, b"hello"), base);
     }
 }

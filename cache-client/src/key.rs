@@ -3,7 +3,7 @@
 //! Each is validated once, where it enters (config or a decoded frame), and is never turned
 //! into a file path by this crate: an object key is only ever an object-store key.
 
-use std::{fmt, sync::Arc};
+use std::{borrow::Borrow, fmt, sync::Arc};
 
 use serde::{Deserialize, Deserializer, de};
 
@@ -32,10 +32,15 @@ pub struct Volume(Arc<str>);
 
 impl Volume {
     pub fn new(name: &str) -> Result<Self, NameError> {
+        Self::check(name).map(|()| Self(name.into()))
+    }
+
+    /// Validates a name without allocating (a node's hit path uses the borrowed `&str`).
+    pub fn check(name: &str) -> Result<(), NameError> {
         let ok = !name.is_empty()
             && name.len() <= MAX_VOLUME_LEN
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if ok { Ok(Self(name.into())) } else { Err(NameError::Volume(name.to_owned())) }
+        if ok { Ok(()) } else { Err(NameError::Volume(name.to_owned())) }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -48,11 +53,16 @@ pub struct ObjectKey(Arc<str>);
 
 impl ObjectKey {
     pub fn new(key: &str) -> Result<Self, NameError> {
+        Self::check(key).map(|()| Self(key.into()))
+    }
+
+    /// Validates a key without allocating.
+    pub fn check(key: &str) -> Result<(), NameError> {
         let ok = !key.is_empty()
             && key.len() <= MAX_KEY_LEN
             && !key.contains('\0')
             && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
-        if ok { Ok(Self(key.into())) } else { Err(NameError::Key { len: key.len() }) }
+        if ok { Ok(()) } else { Err(NameError::Key { len: key.len() }) }
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -96,6 +106,32 @@ macro_rules! text_impls {
         }
     };
 }
+// Hash and Eq of these types are those of the string, so maps keyed by them can be searched
+// with a borrowed `&str`.
+impl Borrow<str> for Volume {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for ObjectKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Volume {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ObjectKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 text_impls!(Volume);
 text_impls!(ObjectKey);
 text_impls!(NodeId);

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod lookup;
 pub mod metrics;
 pub mod node_id;
 pub mod server;
@@ -127,6 +128,11 @@ impl RunningNode {
 
     pub fn metrics(&self) -> &NodeMetrics {
         &self.service.metrics
+    }
+
+    /// The request handling behind the socket (for benches and allocation tests).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
     }
 
     /// Stops accepting, lets requests in flight finish (up to `grace`), closes connections, and

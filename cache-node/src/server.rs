@@ -11,11 +11,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use cache_client::wire::{REQUEST_PREFIX_LEN, Request, ResponseHead, Status};
+use cache_client::wire::{MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, Request, RequestView, Status};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::service::Service;
+use crate::service::{Answer, Service};
 
 /// Deadline for a client to send its whole request after opening a stream.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -96,17 +95,14 @@ enum StreamError {
     Closed(#[from] quinn::ClosedStream),
 }
 
-async fn read_request(recv: &mut quinn::RecvStream) -> Result<Result<Request, String>, StreamError> {
-    let mut prefix = [0u8; REQUEST_PREFIX_LEN];
-    recv.read_exact(&mut prefix).await?;
-    let (kind, len) = match Request::parse_prefix(&prefix) {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    // `len` was checked against MAX_REQUEST_BODY by parse_prefix before this allocation.
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await?;
-    Ok(Request::decode_body(kind, &body).map_err(|e| e.to_string()))
+/// The answer to one request frame (prefix and body): the node's whole request handling
+/// between the socket reads and writes. A malformed frame is answered `BadRequest`.
+pub async fn respond(service: &Service, prefix: &[u8; REQUEST_PREFIX_LEN], body: &[u8]) -> Answer {
+    let request = Request::parse_prefix(prefix).and_then(|(kind, _)| RequestView::decode_body(kind, body));
+    match request {
+        Ok(request) => service.answer(request).await,
+        Err(e) => service.refuse("protocol", Status::BadRequest, format!("malformed request: {e}")),
+    }
 }
 
 async fn serve_stream(
@@ -114,22 +110,23 @@ async fn serve_stream(
     mut recv: quinn::RecvStream,
     service: &Service,
 ) -> Result<(), StreamError> {
-    let request = tokio::time::timeout(REQUEST_DEADLINE, read_request(&mut recv))
-        .await
-        .map_err(|_| StreamError::RequestTimeout)??;
-    let (head, payload) = match request {
-        Ok(request) => service.answer(request).await,
-        Err(message) => {
-            service.metrics.error("protocol");
-            (ResponseHead::error(Status::BadRequest, format!("malformed request: {message}")), Bytes::new())
-        }
+    let mut prefix = [0u8; REQUEST_PREFIX_LEN];
+    let mut body = [0u8; MAX_REQUEST_BODY];
+    let read = async {
+        recv.read_exact(&mut prefix).await?;
+        // A bad prefix is answered by `respond`; read no body for it.
+        let len = Request::parse_prefix(&prefix).map_or(0, |(_, len)| len);
+        recv.read_exact(&mut body[..len]).await?;
+        Ok::<_, StreamError>(len)
     };
+    let len = tokio::time::timeout(REQUEST_DEADLINE, read).await.map_err(|_| StreamError::RequestTimeout)??;
+    let answer = respond(service, &prefix, &body[..len]).await;
     // We read all we need; tell the peer to stop sending on this stream.
     let _ = recv.stop(0u32.into());
     tokio::time::timeout(RESPONSE_DEADLINE, async {
-        send.write_all(&head.encode()).await?;
-        if !payload.is_empty() {
-            send.write_chunk(payload).await?;
+        send.write_all(answer.head()).await?;
+        if !answer.payload.is_empty() {
+            send.write_chunk(answer.payload).await?;
         }
         send.finish()?;
         Ok::<_, StreamError>(())

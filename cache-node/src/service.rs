@@ -1,6 +1,10 @@
-//! What a node does with one decoded request: authorise, look the page up (memory, disk, or a
-//! single-flight fill from the volume's origins), and build the answer. No sockets here: the
-//! server hands in a [`Request`] and writes out the [`ResponseHead`] and payload it gets back.
+//! What a node does with one decoded request: authorise it, find the page ([`crate::lookup`]),
+//! and build the [`Answer`]. No sockets here: the server hands in a [`RequestView`] borrowed
+//! from the frame and writes out the answer's head and payload.
+//!
+//! A memory hit allocates nothing: names stay borrowed from the frame, maps and the cache are
+//! searched by `&str`, metric labels clone an `Arc`, the head is encoded into a stack buffer and
+//! the payload is a `Bytes` slice of the cached page.
 
 use std::{
     collections::HashMap,
@@ -11,46 +15,20 @@ use std::{
 use bytes::Bytes;
 use cache_client::{
     digest::page_digest,
-    key::{NodeId, Volume},
-    origin::{OriginChain, OriginError},
-    wire::{Get, NodeStatus, PageHead, Request, ResponseHead, Status, Tier, Warm, WarmMode, WarmOutcome},
+    key::{NodeId, ObjectKey, Volume},
+    origin::OriginChain,
+    wire::{
+        GetView, MAX_PAGE_HEAD_FRAME, NodeStatus, RequestView, ResponseHead, Status, Tier, WarmMode, WarmOutcome,
+        encode_page_head,
+    },
 };
 use tokio::sync::Semaphore;
 
 use crate::{
-    metrics::{NodeMetrics, TierLabel, VolumeLabel, VolumeName, VolumeTier, latency_quantile},
+    lookup::Failure,
+    metrics::{KindLabel, NodeMetrics, TierLabel, VolumeLabel, VolumeName, VolumeTier, latency_quantile},
     store::{Page, PageKey, PageStore},
 };
-
-/// Why a fill did not produce a page.
-#[derive(Debug, thiserror::Error)]
-pub enum FillError {
-    #[error(transparent)]
-    Origin(#[from] OriginError),
-    #[error("origin did not answer {key} within {after:?}")]
-    Timeout { key: String, after: Duration },
-}
-
-/// What a failed lookup tells the client (owned: foyer shares the fill's error by reference).
-#[derive(Debug)]
-enum Failure {
-    /// The page starts past the object's end.
-    OutOfRange {
-        size: u64,
-    },
-    NotFound(String),
-    Origin(String),
-}
-
-impl From<&FillError> for Failure {
-    fn from(e: &FillError) -> Self {
-        match e {
-            FillError::Origin(OriginError::OutOfRange { size, .. }) => Self::OutOfRange { size: *size },
-            FillError::Origin(e @ OriginError::NotFound { .. }) => Self::NotFound(e.to_string()),
-            e => Self::Origin(e.to_string()),
-        }
-    }
-}
 
 /// A volume as a node serves it.
 #[derive(Debug)]
@@ -71,83 +49,107 @@ pub struct Service {
     pub started: Instant,
 }
 
+/// The bytes to send back for one request: a head frame, then the payload.
+#[derive(Debug)]
+pub struct Answer {
+    head: Head,
+    pub payload: Bytes,
+}
+
+/// A head frame: a page head inline (no allocation), any other head in `spilled`.
+#[derive(Debug)]
+struct Head {
+    inline: [u8; MAX_PAGE_HEAD_FRAME],
+    len: usize,
+    spilled: Vec<u8>,
+}
+
+impl Answer {
+    fn other(head: ResponseHead, payload: Bytes) -> Self {
+        Self { head: Head { inline: [0; MAX_PAGE_HEAD_FRAME], len: 0, spilled: head.encode() }, payload }
+    }
+
+    pub fn head(&self) -> &[u8] {
+        if self.head.spilled.is_empty() { &self.head.inline[..self.head.len] } else { &self.head.spilled }
+    }
+}
+
 /// Compares secrets in time that depends only on their lengths.
 fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Service {
-    /// The answer to one request: a head, and the payload bytes that follow it (maybe empty).
-    pub async fn answer(&self, request: Request) -> (ResponseHead, Bytes) {
+    /// The answer to one request.
+    pub async fn answer(&self, request: RequestView<'_>) -> Answer {
         match request {
-            Request::Get(get) => self.get(get).await,
-            Request::Warm(warm) => self.warm(warm).await,
-            Request::Status => {
+            RequestView::Get(get) => self.get(&get).await,
+            RequestView::Warm(get, mode) => self.warm(&get, mode).await,
+            RequestView::Status => {
                 let json = serde_json::to_vec(&self.status()).unwrap_or_default();
-                (ResponseHead::Status { len: json.len() as u32 }, Bytes::from(json))
+                Answer::other(ResponseHead::Status { len: json.len() as u32 }, Bytes::from(json))
             }
         }
     }
 
-    fn refuse(&self, kind: &'static str, status: Status, message: String) -> (ResponseHead, Bytes) {
+    pub(crate) fn refuse(&self, kind: &'static str, status: Status, message: String) -> Answer {
         self.metrics.error(kind);
         tracing::debug!(node = %self.id, kind, %message, "refused");
-        (ResponseHead::error(status, message), Bytes::new())
+        Answer::other(ResponseHead::error(status, message), Bytes::new())
     }
 
     /// The volume a request may read, or the refusal to send: unknown volume, wrong token, or
     /// another page size.
-    fn authorise(&self, get: &Get) -> Result<&VolumeState, (ResponseHead, Bytes)> {
-        let Some(volume) = self.volumes.get(&get.volume) else {
+    fn authorise(&self, get: &GetView<'_>) -> Result<(&Volume, &VolumeState), Box<Answer>> {
+        let Some((volume, state)) = self.volumes.get_key_value(get.volume) else {
             let msg = format!("node {} serves no volume {}", self.id, get.volume);
-            return Err(self.refuse("unknown_volume", Status::UnknownVolume, msg));
+            return Err(Box::new(self.refuse("unknown_volume", Status::UnknownVolume, msg)));
         };
-        if !same_secret(&get.token, &volume.token) {
+        if !same_secret(get.token, &state.token) {
             let msg = format!("wrong token for volume {}", get.volume);
-            return Err(self.refuse("unauthorized", Status::Unauthorized, msg));
+            return Err(Box::new(self.refuse("unauthorized", Status::Unauthorized, msg)));
         }
         if get.page_size != self.page_size {
             let msg = format!("page size {} asked, node {} uses {}", get.page_size, self.id, self.page_size);
-            return Err(self.refuse("bad_request", Status::BadRequest, msg));
+            return Err(Box::new(self.refuse("bad_request", Status::BadRequest, msg)));
         }
-        Ok(volume)
+        Ok((volume, state))
     }
 
-    fn busy(&self) -> (ResponseHead, Bytes) {
+    fn busy(&self) -> Answer {
         let msg = format!("node {} is at its limit of requests in flight", self.id);
         self.refuse("busy", Status::Busy, msg)
     }
 
-    async fn get(&self, get: Get) -> (ResponseHead, Bytes) {
-        let volume = match self.authorise(&get) {
+    async fn get(&self, get: &GetView<'_>) -> Answer {
+        let (volume, state) = match self.authorise(get) {
             Ok(v) => v,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         let Ok(_permit) = self.inflight.try_acquire() else { return self.busy() };
         self.metrics.inflight.inc();
         let began = Instant::now();
-        let answer = self.lookup(&get, volume).await;
+        let found = self.lookup(volume, state, get).await;
         self.metrics.inflight.dec();
-        match answer {
-            Ok((page, tier)) => {
-                let volume = VolumeName(get.volume.clone());
+        match found {
+            Ok((found, tier)) => {
+                let name = VolumeName(volume.clone());
                 if tier == Tier::Origin {
-                    self.metrics.misses.get_or_create(&VolumeLabel { volume: volume.clone() }).inc();
+                    self.metrics.misses.get_or_create(&VolumeLabel { volume: name.clone() }).inc();
                 } else {
-                    self.metrics.hits.get_or_create(&VolumeTier { volume: volume.clone(), tier: tier.as_str() }).inc();
+                    self.metrics.hits.get_or_create(&VolumeTier { volume: name.clone(), tier: tier.as_str() }).inc();
                 }
-                let (head, payload) = self.slice(&get, &page, tier);
-                let served = VolumeTier { volume, tier: tier.as_str() };
-                self.metrics.bytes_served.get_or_create(&served).inc_by(payload.len() as u64);
+                let answer = slice(get, found.page(), tier);
+                let served = VolumeTier { volume: name, tier: tier.as_str() };
+                self.metrics.bytes_served.get_or_create(&served).inc_by(answer.payload.len() as u64);
                 let label = TierLabel { tier: tier.as_str() };
                 self.metrics.request_seconds.get_or_create(&label).observe(began.elapsed().as_secs_f64());
-                (head, payload)
+                answer
             }
             Err(Failure::OutOfRange { size }) => {
                 // The page starts past the object's end: an empty answer that carries the size.
-                let digest = page_digest(&get.volume, &get.key, get.page, get.start, &[]);
-                let head = PageHead { object_size: size, digest, len: 0, tier: Tier::Origin, etag: None };
-                (ResponseHead::Page(head), Bytes::new())
+                let empty = Page { object_size: size, etag: None, digest: 0, bytes: Bytes::new() };
+                slice(get, &empty, Tier::Origin)
             }
             Err(Failure::NotFound(msg)) => self.refuse("not_found", Status::NotFound, msg),
             Err(Failure::Origin(msg)) => self.refuse("origin", Status::OriginFailed, msg),
@@ -155,14 +157,16 @@ impl Service {
     }
 
     /// Fills, checks or evicts one whole page for `cachectl warmup`.
-    async fn warm(&self, warm: Warm) -> (ResponseHead, Bytes) {
-        let get = warm.as_get();
-        let volume = match self.authorise(&get) {
+    async fn warm(&self, get: &GetView<'_>, mode: WarmMode) -> Answer {
+        let (volume, state) = match self.authorise(get) {
             Ok(v) => v,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
-        let key = PageKey { volume: get.volume.clone(), key: get.key.clone(), page: get.page };
-        let (outcome, object_size) = match warm.mode {
+        let Ok(object) = ObjectKey::new(get.key) else {
+            return self.refuse("bad_request", Status::BadRequest, format!("bad key {:?}", get.key));
+        };
+        let key = PageKey { volume: volume.clone(), key: object, page: get.page };
+        let (outcome, object_size) = match mode {
             WarmMode::Check => {
                 (if self.store.contains(&key) { WarmOutcome::Present } else { WarmOutcome::Absent }, None)
             }
@@ -172,9 +176,9 @@ impl Service {
             }
             WarmMode::Fill => {
                 let Ok(_permit) = self.inflight.try_acquire() else { return self.busy() };
-                match self.lookup(&get, volume).await {
-                    Ok((page, Tier::Origin)) => (WarmOutcome::Filled, Some(page.object_size)),
-                    Ok((page, _)) => (WarmOutcome::Present, Some(page.object_size)),
+                match self.lookup(volume, state, get).await {
+                    Ok((found, Tier::Origin)) => (WarmOutcome::Filled, Some(found.page().object_size)),
+                    Ok((found, _)) => (WarmOutcome::Present, Some(found.page().object_size)),
                     Err(Failure::OutOfRange { size }) => {
                         let msg = format!("page {} of {} starts past its end ({size} bytes)", get.page, get.key);
                         return self.refuse("bad_request", Status::BadRequest, msg);
@@ -184,63 +188,8 @@ impl Service {
                 }
             }
         };
-        self.metrics.warms.get_or_create(&crate::metrics::KindLabel { kind: outcome.as_str() }).inc();
-        (ResponseHead::Warm { outcome, object_size }, Bytes::new())
-    }
-
-    /// Finds the page in the cache or fills it. A page from disk is checked against its digest;
-    /// a bad one is dropped and filled again. If the cache itself fails (a disk error), the page
-    /// is read from the origin without caching, so the client still gets its bytes.
-    async fn lookup(&self, get: &Get, volume: &VolumeState) -> Result<(Page, Tier), Failure> {
-        let key = PageKey { volume: get.volume.clone(), key: get.key.clone(), page: get.page };
-        for _ in 0..2 {
-            let fill = fill_page(
-                volume.origin.clone(),
-                key.clone(),
-                self.page_size,
-                self.origin_timeout,
-                self.metrics.clone(),
-            );
-            match self.store.get_or_fill(&key, fill).await {
-                Ok((entry, tier)) => {
-                    let page = entry.value();
-                    if tier == Tier::Disk && page_digest(&key.volume, &key.key, key.page, 0, &page.bytes) != page.digest
-                    {
-                        tracing::warn!(node = %self.id, volume = %key.volume, key = %key.key, page = key.page, "page failed its digest on disk; refetching");
-                        self.metrics.error("corrupt");
-                        self.store.remove(&key);
-                        continue;
-                    }
-                    return Ok((page.clone(), tier));
-                }
-                Err(e) => {
-                    if let Some(fill) = e.downcast_ref::<FillError>() {
-                        return Err(Failure::from(fill));
-                    }
-                    tracing::warn!(node = %self.id, error = %e, "cache failed; reading the origin directly");
-                    self.metrics.error("internal");
-                    break;
-                }
-            }
-        }
-        let fill = fill_page(volume.origin.clone(), key, self.page_size, self.origin_timeout, self.metrics.clone());
-        fill.await.map(|page| (page, Tier::Origin)).map_err(|e| Failure::from(&e))
-    }
-
-    /// The asked-for part of a page, and its head.
-    fn slice(&self, get: &Get, page: &Page, tier: Tier) -> (ResponseHead, Bytes) {
-        let have = page.bytes.len();
-        let start = (get.start as usize).min(have);
-        let end = (start + get.len as usize).min(have);
-        let bytes = page.bytes.slice(start..end);
-        let digest = if start == 0 && end == have {
-            page.digest
-        } else {
-            page_digest(&get.volume, &get.key, get.page, get.start, &bytes)
-        };
-        let head =
-            PageHead { object_size: page.object_size, digest, len: bytes.len() as u32, tier, etag: page.etag.clone() };
-        (ResponseHead::Page(head), bytes)
+        self.metrics.warms.get_or_create(&KindLabel { kind: outcome.as_str() }).inc();
+        Answer::other(ResponseHead::Warm { outcome, object_size }, Bytes::new())
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -271,36 +220,29 @@ impl Service {
     pub fn refresh_gauges(&self) {
         let text = self.metrics.encode();
         let m = &self.metrics;
-        let set = |family: &prometheus_client::metrics::family::Family<
-            TierLabel,
-            prometheus_client::metrics::gauge::Gauge,
-        >,
-                   tier,
-                   v: u64| {
-            family.get_or_create(&TierLabel { tier }).set(v as i64);
-        };
-        set(&m.cache_used_bytes, "memory", self.store.memory_used());
-        set(&m.cache_used_bytes, "disk", self.store.disk_used(&text));
-        set(&m.cache_capacity_bytes, "memory", self.store.memory_capacity());
-        set(&m.cache_capacity_bytes, "disk", self.store.disk_capacity());
+        for (tier, used, capacity) in [
+            ("memory", self.store.memory_used(), self.store.memory_capacity()),
+            ("disk", self.store.disk_used(&text), self.store.disk_capacity()),
+        ] {
+            m.cache_used_bytes.get_or_create(&TierLabel { tier }).set(used as i64);
+            m.cache_capacity_bytes.get_or_create(&TierLabel { tier }).set(capacity as i64);
+        }
     }
 }
 
-/// Reads one page from the origin chain and makes it a cacheable [`Page`].
-async fn fill_page(
-    origin: Arc<OriginChain>,
-    key: PageKey,
-    page_size: u32,
-    timeout: Duration,
-    metrics: NodeMetrics,
-) -> Result<Page, FillError> {
-    let start = key.page * u64::from(page_size);
-    let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };
-    metrics.origin_requests.get_or_create(&volume).inc();
-    let read = tokio::time::timeout(timeout, origin.get_range(&key.key, start..start + u64::from(page_size)))
-        .await
-        .map_err(|_| FillError::Timeout { key: key.key.to_string(), after: timeout })??;
-    metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);
-    let digest = page_digest(&key.volume, &key.key, key.page, 0, &read.bytes);
-    Ok(Page { object_size: read.object_size, etag: read.etag, digest, bytes: read.bytes })
+/// The asked-for part of a page, with its head encoded on the stack. The digest of a whole page
+/// is the one computed at fill time; a part's is computed over the bytes sent.
+fn slice(get: &GetView<'_>, page: &Page, tier: Tier) -> Answer {
+    let have = page.bytes.len();
+    let start = (get.start as usize).min(have);
+    let end = (start + get.len as usize).min(have);
+    let bytes = page.bytes.slice(start..end);
+    let digest = if start == 0 && end == have && have > 0 {
+        page.digest
+    } else {
+        page_digest(get.volume, get.key, get.page, get.start, &bytes)
+    };
+    let mut buf = [0u8; MAX_PAGE_HEAD_FRAME];
+    let len = encode_page_head(&mut buf, page.object_size, digest, bytes.len() as u32, tier, page.etag.as_deref());
+    Answer { head: Head { inline: buf, len, spilled: Vec::new() }, payload: bytes }
 }

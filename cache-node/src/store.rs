@@ -46,6 +46,21 @@ pub struct Page {
     pub bytes: Bytes,
 }
 
+/// A [`PageKey`] made of borrowed names, to look a page up in memory without allocating. Its
+/// `Hash` must equal `PageKey`'s: both hash the volume's string, the key's string, then the page.
+#[derive(Debug, Hash)]
+struct PageKeyRef<'a> {
+    volume: &'a str,
+    key: &'a str,
+    page: u64,
+}
+
+impl equivalent::Equivalent<PageKey> for PageKeyRef<'_> {
+    fn equivalent(&self, key: &PageKey) -> bool {
+        self.page == key.page && self.volume == key.volume.as_str() && self.key == key.key.as_str()
+    }
+}
+
 pub type PageEntry = HybridCacheEntry<PageKey, Page>;
 
 /// Largest page the disk decoder will allocate for (the config allows at most 16 MiB).
@@ -207,6 +222,11 @@ impl PageStore {
         Ok((entry, tier))
     }
 
+    /// The page if it is in memory: a lookup by borrowed names that neither awaits nor allocates.
+    pub fn memory_get(&self, volume: &str, key: &str, page: u64) -> Option<PageEntry> {
+        self.cache.memory().get(&PageKeyRef { volume, key, page })
+    }
+
     /// Whether the page is in memory or (probably: foyer's disk index) on disk; fetches nothing.
     pub fn contains(&self, key: &PageKey) -> bool {
         self.cache.contains(key)
@@ -280,6 +300,9 @@ mod tests {
 
         let (_, tier) = store.get_or_fill(&key(0), async move { Ok::<_, std::io::Error>(page()) }).await.expect("fill");
         assert_eq!(tier, Tier::Origin);
+        // Borrowed names find what owned keys stored (their hashes agree).
+        assert!(store.memory_get("v", "k", 0).is_some());
+        assert!(store.memory_get("v", "k", 1).is_none() && store.memory_get("w", "k", 0).is_none());
         assert_eq!(disk_enqueues(&metrics), 1, "a fill is written to disk once");
         for _ in 0..10 {
             let (_, tier) = store

@@ -16,8 +16,10 @@ pub mod request;
 pub mod response;
 pub mod status;
 
-pub use request::{Get, Request, RequestKind, Warm, WarmMode};
-pub use response::{ErrorHead, PageHead, ResponseHead, Status, Tier, WarmOutcome};
+pub use request::{Get, GetView, Request, RequestKind, RequestView, Warm, WarmMode};
+pub use response::{
+    ErrorHead, MAX_PAGE_HEAD_FRAME, PageHead, ResponseHead, Status, Tier, WarmOutcome, encode_page_head,
+};
 pub use status::NodeStatus;
 
 use crate::key::NameError;

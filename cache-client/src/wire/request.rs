@@ -60,21 +60,26 @@ impl fmt::Debug for Get {
     }
 }
 
+/// Checks a request's geometry: a known page size, a non-empty range inside the page, and a
+/// page whose byte offsets fit in 64 bits.
+fn check_geometry(page_size: u32, page: u64, start: u32, len: u32) -> Result<(), WireError> {
+    let ps = u64::from(page_size);
+    if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps) {
+        return Err(WireError::Range(format!("page size {ps} outside {MIN_PAGE_SIZE}..={MAX_PAGE_SIZE}")));
+    }
+    if len == 0 || u64::from(start) + u64::from(len) > ps {
+        return Err(WireError::Range(format!("[{start}, +{len}) is not inside a page of {ps}")));
+    }
+    if page.checked_mul(ps).and_then(|o| o.checked_add(ps)).is_none() {
+        return Err(WireError::Range(format!("page {page} of size {ps} is past 2^64")));
+    }
+    Ok(())
+}
+
 impl Get {
-    /// Checks the geometry: a known page size, a non-empty range inside the page, and a page
-    /// whose byte offsets fit in 64 bits.
+    /// Checks the geometry (see [`check_geometry`]).
     pub fn check_range(&self) -> Result<(), WireError> {
-        let ps = u64::from(self.page_size);
-        if !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&ps) {
-            return Err(WireError::Range(format!("page size {ps} outside {MIN_PAGE_SIZE}..={MAX_PAGE_SIZE}")));
-        }
-        if self.len == 0 || u64::from(self.start) + u64::from(self.len) > ps {
-            return Err(WireError::Range(format!("[{}, +{}) is not inside a page of {ps}", self.start, self.len)));
-        }
-        if self.page.checked_mul(ps).and_then(|o| o.checked_add(ps)).is_none() {
-            return Err(WireError::Range(format!("page {} of size {ps} is past 2^64", self.page)));
-        }
-        Ok(())
+        check_geometry(self.page_size, self.page, self.start, self.len)
     }
 
     /// Object byte offset of the first byte asked for.
@@ -200,24 +205,7 @@ impl Request {
 
     /// Decodes a body whose length [`Request::parse_prefix`] already checked.
     pub fn decode_body(kind: RequestKind, body: &[u8]) -> Result<Self, WireError> {
-        let mut c = Cursor::new(body);
-        let request = match kind {
-            RequestKind::Status => Self::Status,
-            RequestKind::Get => {
-                let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
-                let get = Get { volume, token, key, page_size, page, start: c.u32("start")?, len: c.u32("len")? };
-                get.check_range()?;
-                Self::Get(get)
-            }
-            RequestKind::Warm => {
-                let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
-                let warm = Warm { volume, token, key, page_size, page, mode: WarmMode::try_from(c.u8("mode")?)? };
-                warm.as_get().check_range()?;
-                Self::Warm(warm)
-            }
-        };
-        c.finish()?;
-        Ok(request)
+        RequestView::decode_body(kind, body)?.to_owned()
     }
 
     /// Decodes one frame from the front of `buf`: `Ok(None)` while it is incomplete, else the
@@ -230,6 +218,98 @@ impl Request {
     }
 }
 
+/// A decoded request that borrows its names from the frame: what a node decodes, so answering
+/// a hit allocates nothing for the request. Names are validated exactly as the owned types are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestView<'a> {
+    Get(GetView<'a>),
+    Status,
+    Warm(GetView<'a>, WarmMode),
+}
+
+/// A borrowed [`Get`]. For a `Warm`, the whole page (`start` 0, `len` the page size).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct GetView<'a> {
+    pub volume: &'a str,
+    pub token: &'a str,
+    pub key: &'a str,
+    pub page_size: u32,
+    pub page: u64,
+    pub start: u32,
+    pub len: u32,
+}
+
+impl fmt::Debug for GetView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetView")
+            .field("volume", &self.volume)
+            .field("token", &"<redacted>")
+            .field("key", &self.key)
+            .field("page", &self.page)
+            .field("start", &self.start)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl GetView<'_> {
+    /// The owned request (this allocates its names).
+    pub fn to_owned(&self) -> Result<Get, WireError> {
+        Ok(Get {
+            volume: Volume::new(self.volume)?,
+            token: self.token.to_owned(),
+            key: ObjectKey::new(self.key)?,
+            page_size: self.page_size,
+            page: self.page,
+            start: self.start,
+            len: self.len,
+        })
+    }
+}
+
+impl<'a> RequestView<'a> {
+    /// Decodes and validates a body without allocating.
+    pub fn decode_body(kind: RequestKind, body: &'a [u8]) -> Result<Self, WireError> {
+        let mut c = Cursor::new(body);
+        let view = match kind {
+            RequestKind::Status => Self::Status,
+            RequestKind::Get => {
+                let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
+                let (start, len) = (c.u32("start")?, c.u32("len")?);
+                check_geometry(page_size, page, start, len)?;
+                Self::Get(GetView { volume, token, key, page_size, page, start, len })
+            }
+            RequestKind::Warm => {
+                let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
+                let mode = WarmMode::try_from(c.u8("mode")?)?;
+                check_geometry(page_size, page, 0, page_size)?;
+                Self::Warm(GetView { volume, token, key, page_size, page, start: 0, len: page_size }, mode)
+            }
+        };
+        c.finish()?;
+        Ok(view)
+    }
+
+    /// The owned request (allocates its names; names were validated when decoded).
+    pub fn to_owned(&self) -> Result<Request, WireError> {
+        Ok(match self {
+            Self::Get(g) => Request::Get(g.to_owned()?),
+            Self::Status => Request::Status,
+            Self::Warm(g, mode) => {
+                let g = g.to_owned()?;
+                Request::Warm(Warm {
+                    volume: g.volume,
+                    token: g.token,
+                    key: g.key,
+                    page_size: g.page_size,
+                    page: g.page,
+                    mode: *mode,
+                })
+            }
+        })
+    }
+}
+
 fn put_page_id(body: &mut Vec<u8>, volume: &Volume, token: &str, key: &ObjectKey, page_size: u32, page: u64) {
     put_str(body, 1, MAX_VOLUME_LEN, volume.as_str());
     put_str(body, 1, MAX_TOKEN_LEN, token);
@@ -238,12 +318,14 @@ fn put_page_id(body: &mut Vec<u8>, volume: &Volume, token: &str, key: &ObjectKey
     body.extend_from_slice(&page.to_be_bytes());
 }
 
-type PageId = (Volume, String, ObjectKey, u32, u64);
+type PageId<'a> = (&'a str, &'a str, &'a str, u32, u64);
 
-fn take_page_id(c: &mut Cursor<'_>) -> Result<PageId, WireError> {
-    let volume = Volume::new(c.str(1, MAX_VOLUME_LEN, "volume")?)?;
-    let token = c.str(1, MAX_TOKEN_LEN, "token")?.to_owned();
-    let key = ObjectKey::new(c.str(2, MAX_KEY_LEN, "key")?)?;
+fn take_page_id<'a>(c: &mut Cursor<'a>) -> Result<PageId<'a>, WireError> {
+    let volume = c.str(1, MAX_VOLUME_LEN, "volume")?;
+    Volume::check(volume)?;
+    let token = c.str(1, MAX_TOKEN_LEN, "token")?;
+    let key = c.str(2, MAX_KEY_LEN, "key")?;
+    ObjectKey::check(key)?;
     Ok((volume, token, key, c.u32("page size")?, c.u64("page")?))
 }
 

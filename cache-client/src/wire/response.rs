@@ -102,6 +102,33 @@ pub struct PageHead {
     pub etag: Option<String>,
 }
 
+/// Largest page head frame (prefix included): what [`encode_page_head`] writes at most.
+pub const MAX_PAGE_HEAD_FRAME: usize = RESPONSE_PREFIX_LEN + 8 + 8 + 4 + 1 + 1 + MAX_ETAG_LEN;
+
+/// Writes a page head frame into a stack buffer and returns its length: the answer to a cache
+/// hit is encoded without allocating. An ETag over [`MAX_ETAG_LEN`] bytes is cut.
+pub fn encode_page_head(
+    out: &mut [u8; MAX_PAGE_HEAD_FRAME],
+    object_size: u64,
+    digest: u64,
+    len: u32,
+    tier: Tier,
+    etag: Option<&str>,
+) -> usize {
+    let etag = etag.map_or(&b""[..], |e| &e.as_bytes()[..e.len().min(MAX_ETAG_LEN)]);
+    let head_len = 8 + 8 + 4 + 1 + 1 + etag.len();
+    out[0] = VERSION;
+    out[1] = Status::Ok as u8;
+    out[2..4].copy_from_slice(&(head_len as u16).to_be_bytes());
+    out[4..12].copy_from_slice(&object_size.to_be_bytes());
+    out[12..20].copy_from_slice(&digest.to_be_bytes());
+    out[20..24].copy_from_slice(&len.to_be_bytes());
+    out[24] = tier as u8;
+    out[25] = etag.len() as u8;
+    out[26..26 + etag.len()].copy_from_slice(etag);
+    RESPONSE_PREFIX_LEN + head_len
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorHead {
     pub status: Status,
@@ -181,12 +208,9 @@ impl ResponseHead {
         let mut head = Vec::with_capacity(64);
         let status = match self {
             Self::Page(p) => {
-                head.extend_from_slice(&p.object_size.to_be_bytes());
-                head.extend_from_slice(&p.digest.to_be_bytes());
-                head.extend_from_slice(&p.len.to_be_bytes());
-                head.push(p.tier as u8);
-                put_str(&mut head, 1, MAX_ETAG_LEN, p.etag.as_deref().unwrap_or(""));
-                Status::Ok
+                let mut buf = [0u8; MAX_PAGE_HEAD_FRAME];
+                let n = encode_page_head(&mut buf, p.object_size, p.digest, p.len, p.tier, p.etag.as_deref());
+                return buf[..n].to_vec();
             }
             Self::Status { len } => {
                 head.extend_from_slice(&len.to_be_bytes());

@@ -1,0 +1,128 @@
+//! Finding a page for a request: memory (by borrowed key, without allocating), then disk
+//! (checked against its digest), then a single-flight fill from the volume's origin chain; and,
+//! if the cache itself fails, the origin directly. [`Found`] keeps a cache hit as foyer's entry,
+//! so answering it copies nothing.
+
+use std::{sync::Arc, time::Duration};
+
+use cache_client::{
+    digest::page_digest,
+    key::{ObjectKey, Volume},
+    origin::{OriginChain, OriginError},
+    wire::{GetView, Tier},
+};
+
+use crate::{
+    metrics::{NodeMetrics, VolumeLabel, VolumeName},
+    service::{Service, VolumeState},
+    store::{Page, PageEntry, PageKey},
+};
+
+/// Why a fill did not produce a page.
+#[derive(Debug, thiserror::Error)]
+pub enum FillError {
+    #[error(transparent)]
+    Origin(#[from] OriginError),
+    #[error("origin did not answer {key} within {after:?}")]
+    Timeout { key: String, after: Duration },
+}
+
+/// What a failed lookup tells the client (owned: foyer shares the fill's error by reference).
+#[derive(Debug)]
+pub enum Failure {
+    /// The page starts past the object's end.
+    OutOfRange {
+        size: u64,
+    },
+    NotFound(String),
+    Origin(String),
+}
+
+impl From<&FillError> for Failure {
+    fn from(e: &FillError) -> Self {
+        match e {
+            FillError::Origin(OriginError::OutOfRange { size, .. }) => Self::OutOfRange { size: *size },
+            FillError::Origin(e @ OriginError::NotFound { .. }) => Self::NotFound(e.to_string()),
+            e => Self::Origin(e.to_string()),
+        }
+    }
+}
+
+/// A page found for a request: a cache entry (shared, no copy), or one read past the cache.
+#[derive(Debug)]
+pub enum Found {
+    Cached(PageEntry),
+    Uncached(Page),
+}
+
+impl Found {
+    pub fn page(&self) -> &Page {
+        match self {
+            Self::Cached(entry) => entry.value(),
+            Self::Uncached(page) => page,
+        }
+    }
+}
+
+impl Service {
+    /// Finds page `get.page` of `get.key`. A page from disk is checked against its digest; a bad
+    /// one is dropped and filled again. If the cache itself fails (a disk error), the page is
+    /// read from the origin without caching, so the client still gets its bytes.
+    pub(crate) async fn lookup(
+        &self,
+        volume: &Volume,
+        state: &VolumeState,
+        get: &GetView<'_>,
+    ) -> Result<(Found, Tier), Failure> {
+        if let Some(entry) = self.store.memory_get(volume.as_str(), get.key, get.page) {
+            return Ok((Found::Cached(entry), Tier::Memory));
+        }
+        let object = ObjectKey::new(get.key).map_err(|e| Failure::Origin(e.to_string()))?;
+        let key = PageKey { volume: volume.clone(), key: object, page: get.page };
+        let fill =
+            || fill_page(state.origin.clone(), key.clone(), self.page_size, self.origin_timeout, self.metrics.clone());
+        for _ in 0..2 {
+            match self.store.get_or_fill(&key, fill()).await {
+                Ok((entry, tier)) => {
+                    let page = entry.value();
+                    if tier == Tier::Disk && page_digest(&key.volume, &key.key, key.page, 0, &page.bytes) != page.digest
+                    {
+                        tracing::warn!(node = %self.id, volume = %key.volume, key = %key.key, page = key.page, "page failed its digest on disk; refetching");
+                        self.metrics.error("corrupt");
+                        self.store.remove(&key);
+                        continue;
+                    }
+                    return Ok((Found::Cached(entry), tier));
+                }
+                Err(e) => {
+                    if let Some(fill) = e.downcast_ref::<FillError>() {
+                        return Err(Failure::from(fill));
+                    }
+                    tracing::warn!(node = %self.id, error = %e, "cache failed; reading the origin directly");
+                    self.metrics.error("internal");
+                    break;
+                }
+            }
+        }
+        fill().await.map(|page| (Found::Uncached(page), Tier::Origin)).map_err(|e| Failure::from(&e))
+    }
+}
+
+/// Reads one page from the origin chain and makes it a cacheable [`Page`].
+async fn fill_page(
+    origin: Arc<OriginChain>,
+    key: PageKey,
+    page_size: u32,
+    timeout: Duration,
+    metrics: NodeMetrics,
+) -> Result<Page, FillError> {
+    let start = key.page * u64::from(page_size);
+    let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };
+    metrics.origin_requests.get_or_create(&volume).inc();
+    let read = tokio::time::timeout(timeout, origin.get_range(&key.key, start..start + u64::from(page_size)))
+        .await
+        .map_err(|_| FillError::Timeout { key: key.key.to_string(), after: timeout })??;
+    metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);
+    let digest = page_digest(&key.volume, &key.key, key.page, 0, &read.bytes);
+    Ok(Page { object_size: read.object_size, etag: read.etag, digest, bytes: read.bytes })
+}

@@ -1,0 +1,146 @@
+//! A memory hit allocates nothing on the node: from the request frame to the encoded head and
+//! the payload (a slice of the cached page), counted by a counting allocator. quinn's own send
+//! path (which copies the head into its buffer) is outside this count and is measured by the
+//! loopback bench instead.
+
+// The counting allocator needs `unsafe impl GlobalAlloc`; each use says why it is sound.
+#![allow(unsafe_code)]
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    cell::Cell,
+    hint::black_box,
+};
+
+use cache_client::{
+    key::{ObjectKey, Volume},
+    wire::{Get, REQUEST_PREFIX_LEN, Request, RequestKind, ResponseHead, Tier},
+};
+use cache_node::{RunningNode, config::NodeConfig, server::respond, testkit::S3Origin};
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts allocations made on the calling thread, then defers to the system allocator.
+struct Counting;
+
+fn count() {
+    // `try_with`: during thread teardown the counter may be gone; those allocations don't matter.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
+// guarantees hold; counting touches only a const-initialised thread-local `Cell`, which neither
+// allocates nor unwinds.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: `ptr` came from this allocator, i.e. from `System`, with `layout`.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const TOKEN: &str = "alloc-test-token-0123";
+
+fn frame(start: u32, len: u32) -> ([u8; REQUEST_PREFIX_LEN], Vec<u8>) {
+    let request = Request::Get(Get {
+        volume: Volume::new("vol1").expect("v"),
+        token: TOKEN.into(),
+        key: ObjectKey::new("myjfs/chunks/0/0/1_0_4194304").expect("k"),
+        page_size: 4 << 20,
+        page: 0,
+        start,
+        len,
+    });
+    let bytes = request.encode();
+    let prefix = bytes[..REQUEST_PREFIX_LEN].try_into().expect("prefix");
+    (prefix, bytes[REQUEST_PREFIX_LEN..].to_vec())
+}
+
+#[test]
+fn a_memory_hit_allocates_nothing() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
+        let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
+        s3.put("bucket", "vol1/myjfs/chunks/0/0/1_0_4194304", &vec![42u8; 4 << 20]).expect("put");
+        let toml = format!(
+            r#"
+[node]
+id = "a"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+data_dir = "{data}"
+[cache]
+memory_capacity = "64MiB"
+disk_capacity = "512MiB"
+[tls]
+ca = "{certs}/ca.pem"
+cert = "{certs}/a.pem"
+key = "{certs}/a.key"
+[[volume]]
+name = "vol1"
+token = "{TOKEN}"
+[[volume.origin]]
+url = "s3://bucket/vol1"
+endpoint = "{endpoint}"
+access_key_id = "AKIAALLOC"
+secret_access_key = "alloc-secret"
+allow_http = true
+"#,
+            data = d.join("data").display(),
+            certs = d.join("certs").display(),
+            endpoint = s3.endpoint(),
+        );
+        let config: NodeConfig = cache_client::config::parse_toml(&toml).expect("config");
+        let node = RunningNode::start(config).await.expect("node");
+        let service = node.service().clone();
+
+        for (start, len) in [(0, 4 << 20), (1 << 20, 128 << 10)] {
+            let (prefix, body) = frame(start, len);
+            // The first answer fills the page; the next is a memory hit.
+            for expect in [Tier::Origin, Tier::Memory] {
+                let answer = respond(&service, &prefix, &body).await;
+                let head = ResponseHead::decode(RequestKind::Get, answer.head()).expect("decodes").expect("whole");
+                let ResponseHead::Page(head) = head.0 else { panic!("not a page: {head:?}") };
+                if start == 0 {
+                    assert_eq!(head.tier, expect);
+                }
+                assert_eq!(answer.payload.len(), len as usize);
+            }
+            let before = allocations();
+            for _ in 0..100 {
+                let answer = respond(&service, &prefix, &body).await;
+                black_box(answer.head());
+                black_box(&answer.payload);
+            }
+            let per_hit = (allocations() - before) as f64 / 100.0;
+            assert_eq!(per_hit, 0.0, "allocations per memory hit of [{start}, +{len})");
+        }
+        node.shutdown(std::time::Duration::from_secs(5)).await;
+    });
+}

@@ -1,5 +1,5 @@
-//! The binaries as an operator uses them: `cachectl get -v`, `status --json`, `certs`, bad
-//! config files, and the node's admin HTTP endpoint.
+//! The binaries as an operator uses them against a cluster: `cachectl get -v`, `status`, bad
+//! node config files, and the node's admin HTTP endpoint.
 
 mod support;
 
@@ -138,20 +138,4 @@ async fn bad_config_fails_at_start_naming_the_key() {
         assert!(!out.status.success());
         assert!(text(&out.stderr).contains(key), "expected {key} in: {}", text(&out.stderr));
     }
-    let out = cachectl(&["--config", "/nonexistent/client.toml", "status"]).await;
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("/nonexistent/client.toml"), "{}", text(&out.stderr));
-}
-
-#[tokio::test]
-async fn certs_creates_a_ca_and_leaf_certificates() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().to_str().expect("utf8");
-    let out = cachectl(&["certs", "--dir", d, "--nodes", "a,b", "--clients", "mount1"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    for f in ["ca.pem", "ca.key", "a.pem", "a.key", "b.pem", "b.key", "mount1.pem", "mount1.key"] {
-        assert!(dir.path().join(f).exists(), "{f}");
-    }
-    let bad = cachectl(&["certs", "--dir", d, "--nodes", "Not_A_Label"]).await;
-    assert!(!bad.status.success());
 }

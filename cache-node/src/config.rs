@@ -77,6 +77,15 @@ pub struct CacheSection {
     /// Page size: the unit of caching and of ring placement. Clients must use the same. Default 4MiB.
     #[serde(default = "default_page_size")]
     pub page_size: ByteSize,
+    /// Read and write the disk cache with O_DIRECT, bypassing the OS page cache (which would
+    /// only hold a second copy of what the memory tier holds). Default true; set false on file
+    /// systems without O_DIRECT (tmpfs).
+    #[serde(default = "default_direct_io")]
+    pub direct_io: bool,
+}
+
+fn default_direct_io() -> bool {
+    true
 }
 
 impl Default for CacheSection {
@@ -86,6 +95,7 @@ impl Default for CacheSection {
             disk_capacity: default_disk_capacity(),
             disk_dir: None,
             page_size: default_page_size(),
+            direct_io: default_direct_io(),
         }
     }
 }

@@ -168,7 +168,18 @@ impl PageStore {
         let open_err = |source| StoreError::Open { dir: dir.display().to_string(), source };
         let c = &config.cache;
         let block_size = c.block_size();
-        let device = FsDeviceBuilder::new(&dir).with_capacity(c.disk_capacity.0 as usize).build().map_err(open_err)?;
+        let device = FsDeviceBuilder::new(&dir)
+            .with_capacity(c.disk_capacity.0 as usize)
+            .with_direct(c.direct_io)
+            .build()
+            .map_err(|e| {
+                let hint = if c.direct_io {
+                    " (if this file system has no O_DIRECT, set [cache] direct_io = false)"
+                } else {
+                    ""
+                };
+                StoreError::Open { dir: format!("{}{hint}", dir.display()), source: e }
+            })?;
         let engine = BlockEngineConfig::new(device)
             .with_block_size(block_size as usize)
             .with_buffer_pool_size(2 * block_size as usize)

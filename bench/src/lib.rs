@@ -30,6 +30,9 @@ use cache_client::{
 use cache_node::{RunningNode, config::NodeConfig, metrics::NodeMetrics, store::PageStore, testkit::S3Origin};
 use tempfile::TempDir;
 
+pub mod load;
+pub mod proxy;
+
 pub const AK: &str = "AKIAMIRRORCACHEBENCH";
 pub const SK: &str = "mirrorcache-bench-secret-key";
 pub const TOKEN: &str = "vol1-token-0123456789";

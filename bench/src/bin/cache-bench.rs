@@ -1,0 +1,261 @@
+//! `cache-bench`: drives a running mirrorcache cluster from a client config and prints what it
+//! measured (see `bench::load` for the modes and the report's fields, `bench::proxy` for the
+//! proxy).
+//!
+//! ```text
+//! cache-bench --config FILE --volume VOL --mode origin,warm [--objects N] [--object-size 4MiB]
+//!             [--prefix P] [--range 128KiB] [--zipf S] [--concurrency C] [--requests R]
+//!             [--seconds T] [--seed N] [--verify] [--node-pids PID,PID] [--json]
+//! cache-bench populate --config FILE --volume VOL [--objects N] [--object-size 4MiB] [--prefix P]
+//! cache-bench proxy --listen 127.0.0.1:9400 --upstream 127.0.0.1:9000 --delay 50ms [--bandwidth 100MB]
+//! ```
+//!
+//! Several modes run one after another on the same client and objects, and print one table (or
+//! with `--json` one JSON line per mode). Every run stops by itself (`--requests` or `--seconds`,
+//! whichever comes first); Ctrl-C or SIGTERM stops early. Certificate paths in the config are
+//! relative to the working directory, as for `cachectl`.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use bench::{
+    load::{self, LoadSpec, Mode, Target},
+    proxy::{Proxy, ProxyOptions},
+};
+use cache_client::{
+    Client,
+    config::ClientConfig,
+    key::Volume,
+    units::{ByteSize, Span},
+};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load tool for a running mirrorcache cluster, and a delaying origin proxy")]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write the objects to the volume's first origin (skipping those already there).
+    Populate {
+        #[command(flatten)]
+        objects: ObjectArgs,
+        /// PUTs in flight.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Run a TCP proxy in front of an origin's HTTP endpoint that delays every request and caps
+    /// the response bandwidth, until Ctrl-C (or `--seconds`).
+    Proxy(ProxyArgs),
+}
+
+/// The objects: which cluster and volume, how many, how big, under which prefix.
+#[derive(Args, Debug)]
+struct ObjectArgs {
+    /// Client config (the format of configs/client.toml).
+    #[arg(long, required = true)]
+    config: Option<PathBuf>,
+    /// Volume to read (a `[[volume]]` of the config).
+    #[arg(long, required = true)]
+    volume: Option<String>,
+    #[arg(long, default_value_t = 64)]
+    objects: u64,
+    #[arg(long, default_value = "4MiB", value_parser = size)]
+    object_size: u64,
+    /// Objects are `<prefix>/chunks/0/<i/1000>/<i>_0_<size>`.
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    objects: ObjectArgs,
+    /// One or more of origin, cold, warm (comma-separated), run in that order.
+    #[arg(long, value_enum, value_delimiter = ',', required = true)]
+    mode: Vec<Mode>,
+    /// Read this many bytes at a random offset instead of whole objects.
+    #[arg(long, value_parser = size)]
+    range: Option<u64>,
+    /// Choose objects by Zipf with this exponent (default: uniform).
+    #[arg(long)]
+    zipf: Option<f64>,
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Stop after this many reads...
+    #[arg(long, default_value_t = 1000)]
+    requests: u64,
+    /// ...or after this many seconds, whichever comes first.
+    #[arg(long, default_value_t = 30.0)]
+    seconds: f64,
+    /// A read slower than this counts as an error.
+    #[arg(long, default_value = "60s", value_parser = span)]
+    read_timeout: Duration,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Check every read's bytes (costs client CPU).
+    #[arg(long)]
+    verify: bool,
+    /// Node processes on this host whose CPU per GB is reported.
+    #[arg(long, value_delimiter = ',')]
+    node_pids: Vec<u32>,
+    /// One JSON line per run instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ProxyArgs {
+    #[arg(long, default_value = "127.0.0.1:9400")]
+    listen: SocketAddr,
+    /// The origin's `host:port` (an `http://` prefix is accepted).
+    #[arg(long)]
+    upstream: String,
+    /// Added to every request's time to first byte (the request is held this long).
+    #[arg(long, default_value = "50ms", value_parser = span)]
+    delay: Duration,
+    /// Response bytes per second over all connections, e.g. 100MB (default: unlimited).
+    #[arg(long, value_parser = size)]
+    bandwidth: Option<u64>,
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Stop by itself after this many seconds.
+    #[arg(long)]
+    seconds: Option<u64>,
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    s.parse::<ByteSize>().map(|b| b.0)
+}
+
+fn span(s: &str) -> Result<Duration, String> {
+    s.parse::<Span>().map(|s| s.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let work = match cli.command {
+        // The proxy watches the signals itself, to print its counters when it stops.
+        Some(Command::Proxy(args)) => return proxy(args).await,
+        Some(Command::Populate { objects, concurrency }) => {
+            futures::future::Either::Left(populate(objects, concurrency))
+        }
+        None => futures::future::Either::Right(run(cli.run)),
+    };
+    tokio::select! {
+        result = work => result,
+        () = stop_signal() => anyhow::bail!("interrupted"),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => term.recv().await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+impl ObjectArgs {
+    fn load(&self) -> anyhow::Result<(ClientConfig, Volume)> {
+        let path = self.config.as_ref().context("--config is required")?;
+        let config = ClientConfig::load(path)?;
+        let volume = self.volume.as_deref().context("--volume is required")?;
+        let volume = Volume::new(volume).map_err(|e| anyhow::anyhow!("--volume {volume:?}: {e}"))?;
+        Ok((config, volume))
+    }
+}
+
+async fn populate(args: ObjectArgs, concurrency: usize) -> anyhow::Result<()> {
+    let (config, volume) = args.load()?;
+    let origin = config
+        .volume
+        .iter()
+        .find(|v| v.name == volume)
+        .and_then(|v| v.origin.first())
+        .with_context(|| format!("volume {volume} has no origin in the client config"))?;
+    eprintln!("writing {} objects of {} to {}...", args.objects, ByteSize(args.object_size), origin.url);
+    let done = load::populate(origin, &args.prefix, args.objects, args.object_size, concurrency).await?;
+    println!("{} written, {} already there", done.written, done.skipped);
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let (config, volume) = args.objects.load()?;
+    let client = Arc::new(Client::new(&config)?);
+    let target = Target::new(client, &config, &volume)?;
+    let mut reports = Vec::new();
+    for &mode in &args.mode {
+        let spec = LoadSpec {
+            prefix: args.objects.prefix.clone(),
+            range: args.range,
+            zipf: args.zipf,
+            concurrency: args.concurrency,
+            requests: args.requests,
+            duration: Duration::try_from_secs_f64(args.seconds).context("--seconds")?,
+            read_timeout: args.read_timeout,
+            seed: args.seed,
+            verify: args.verify,
+            node_pids: args.node_pids.clone(),
+            ..LoadSpec::new(mode, args.objects.objects, args.objects.object_size)
+        };
+        eprintln!("running {}{}...", mode.as_str(), if mode == Mode::Warm { " (warming first)" } else { "" });
+        let report = load::run(&target, &spec).await?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        reports.push(report);
+    }
+    if !args.json {
+        print!("{}", load::table(&reports));
+    }
+    let failed: u64 = reports.iter().map(|r| r.errors).sum();
+    anyhow::ensure!(failed == 0, "{failed} reads failed");
+    Ok(())
+}
+
+async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let upstream = args.upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let options = ProxyOptions { delay: args.delay, bandwidth: args.bandwidth, max_connections: args.max_connections };
+    let proxy =
+        Proxy::start(args.listen, &upstream, options).await.with_context(|| format!("listen {}", args.listen))?;
+    let cap = args.bandwidth.map_or_else(|| "unlimited".to_owned(), |b| format!("{} B/s", b));
+    eprintln!("proxy listening on {} -> {upstream}, delay {:?}, bandwidth {cap}", proxy.addr(), args.delay);
+    let limit = async {
+        match args.seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let report = async {
+        let mut last = String::new();
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let now = proxy.stats().summary();
+            if now != last {
+                eprintln!("proxy: {now}");
+                last = now;
+            }
+        }
+    };
+    tokio::select! {
+        () = stop_signal() => {}
+        () = limit => {}
+        () = report => {}
+    }
+    println!("proxy stopped: {}", proxy.stats().summary());
+    Ok(())
+}

@@ -49,7 +49,7 @@ cargo build --release --quiet -p bench --bins
 
 if [[ -z "${SKIP_CRITERION:-}" ]]; then
   step "criterion: codec, ring, store tiers, loopback vs bare quinn"
-  cargo bench -p bench -- --warm-up-time 1 --measurement-time 4 --noplot 2>&1 | tee "$out/criterion.txt" |
+  cargo bench -p bench --benches -- --warm-up-time 1 --measurement-time 4 --noplot 2>&1 | tee "$out/criterion.txt" |
     grep -E '^[a-z_0-9]+/|time:|thrpt:' || true
   rm -rf "$out/criterion" && cp -r "$root/target/criterion" "$out/criterion"
 fi
@@ -164,10 +164,18 @@ for phase in direct delayed; do
   "$bin/cache-bench" --config "$out/client-$phase.toml" "${objects[@]}" --mode origin,cold,warm \
     --concurrency "$conc" --requests 400 --seconds 20 --node-pids "$(IFS=,; echo "${node_pids[*]}")" --json |
     label "$suffix" | tee -a "$out/load.jsonl"
+  if [[ $phase == delayed ]]; then
+    # JuiceFS's random reads: 128 KiB ranges inside the (now cached) blocks, against the origin.
+    "$bin/cache-bench" --config "$out/client-$phase.toml" "${objects[@]}" --mode origin,warm --range 128KiB \
+      --concurrency 1 --requests 200 --seconds 15 --json | label "${suffix}_128k" | tee -a "$out/load.jsonl"
+  fi
   stop_nodes
 done
 
 step "scale: 1, 2, 3 nodes in network namespaces, each link capped at 200 Mbit/s"
+# Many small objects, so each node's share of the keys is close to its share of the ring (a
+# closed-loop load runs at the pace of the node with the most keys).
+scale_objects=(--volume vol1 --objects 768 --object-size 256KiB --prefix scale)
 scale_origin=10.77.1.1:9000
 for i in 1 2 3; do
   ns=mcbench$i
@@ -188,6 +196,8 @@ done
 "$bin/mirror-origin" --dir "$out/origin" --listen "$scale_origin" --access-key "$ak" --secret-key "$sk" >"$out/scale-origin.log" 2>&1 &
 pids+=($!)
 wait_for "$out/scale-origin.log" "origin serving"
+client_toml "$out/client-scale-populate.toml" "$scale_origin" s1=10.77.1.2
+"$bin/cache-bench" populate --config "$out/client-scale-populate.toml" "${scale_objects[@]}" >"$out/scale-populate.log"
 for n in 1 2 3; do
   members=()
   for m in $(seq 1 "$n"); do
@@ -195,7 +205,7 @@ for n in 1 2 3; do
     start_node "s$m" "mcbench$m"
   done
   client_toml "$out/client-scale$n.toml" "$scale_origin" "${members[@]}"
-  "$bin/cache-bench" --config "$out/client-scale$n.toml" "${objects[@]}" --mode warm --concurrency 12 \
+  "$bin/cache-bench" --config "$out/client-scale$n.toml" "${scale_objects[@]}" --mode warm --concurrency 24 \
     --requests 100000 --seconds 15 --json | label "_scale$n" | sed 's/"label": "warm_scale/"label": "scale_/' |
     tee -a "$out/load.jsonl"
   stop_nodes

@@ -43,25 +43,11 @@ pub const PAGE: u64 = 4 << 20;
 /// The node's id, and the server name clients connect to.
 pub const NODE_ID: &str = "a";
 
-/// Deterministic pseudo-random bytes (splitmix64): incompressible, and reproducible from `seed`.
-pub fn content(seed: u64, len: u64) -> Bytes {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len as usize + 8);
-    while (out.len() as u64) < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len as usize);
-    out.into()
-}
+pub use cache_node::testkit::content;
 
 /// A JuiceFS-shaped block key: `<fs>/chunks/<id/1000/1000>/<id/1000>/<id>_<index>_<size>`.
 pub fn block_key(slice: u64, index: u64, size: u64) -> ObjectKey {
-    let key = format!("myjfs/chunks/{}/{}/{slice}_{index}_{size}", slice / 1_000_000, slice / 1000);
-    ObjectKey::new(&key).expect("block keys are valid object keys")
+    ObjectKey::new(&cache_node::testkit::block_key(slice, index, size)).expect("block keys are valid object keys")
 }
 
 /// The bench volume's name.

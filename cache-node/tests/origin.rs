@@ -7,7 +7,7 @@ use cache_client::{
     key::ObjectKey,
     origin::{OriginChain, OriginError, OriginRead},
 };
-use cache_node::testkit::S3Origin;
+use cache_node::testkit::{S3Origin, content};
 use object_store::{ObjectStoreExt, PutPayload, aws::AmazonS3Builder, path::Path as StorePath};
 use s3s::crypto::{Checksum as _, Md5};
 
@@ -17,21 +17,6 @@ const BLOCK: u64 = 4 << 20;
 const FULL_KEY: &str = "myjfs/chunks/0/0/1234_0_4194304";
 const PART_KEY: &str = "myjfs/chunks/0/0/1235_0_1048699";
 const PART_LEN: u64 = (1 << 20) + 123;
-
-/// Deterministic pseudo-random bytes (splitmix64).
-fn block(seed: u64, len: u64) -> Bytes {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len as usize + 8);
-    while (out.len() as u64) < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len as usize);
-    out.into()
-}
 
 fn key(k: &str) -> ObjectKey {
     ObjectKey::new(k).expect("valid key")
@@ -115,7 +100,7 @@ struct World {
 async fn world() -> World {
     let dir = tempfile::tempdir().expect("tempdir");
     let s3 = S3Origin::start(&dir.path().join("s3"), AK, SK).await.expect("start S3 origin");
-    let (full, part) = (block(1, BLOCK), block(2, PART_LEN));
+    let (full, part) = (content(1, BLOCK), content(2, PART_LEN));
     s3.put("bucket", &format!("prefix/{FULL_KEY}"), &full).expect("put");
     s3.put("bucket", &format!("prefix/{PART_KEY}"), &part).expect("put");
     World { _dir: dir, s3, full, part }
@@ -165,11 +150,11 @@ async fn s3_origin_serves_put_files_like_s3() {
     assert_eq!(store.get_range(&path, 7..77).await.expect("range GET"), w.part.slice(7..77));
 
     // Overwriting with `put` changes the ETag; an object written with PutObject reads back through the chain.
-    let new = block(3, 1000);
+    let new = content(3, 1000);
     w.s3.put("bucket", &format!("prefix/{PART_KEY}"), &new).expect("overwrite");
     let meta = store.head(&path).await.expect("HEAD");
     assert_eq!((meta.size, meta.e_tag.as_deref().map(|e| e.trim_matches('"'))), (1000, Some(md5_hex(&new).as_str())));
-    let via_api = block(4, 5000);
+    let via_api = content(4, 5000);
     store.put(&StorePath::from("prefix/api/obj"), PutPayload::from(via_api.clone())).await.expect("PutObject");
     let chain = OriginChain::from_config(&[w.s3.origin_config("bucket", "prefix")]).expect("chain");
     assert_eq!(chain.get_range(&key("api/obj"), 0..BLOCK).await.expect("read").bytes, via_api);
@@ -206,7 +191,7 @@ async fn chain_falls_through_missing_origins_only() {
 #[tokio::test]
 async fn file_origin_ranges() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (full, part) = (block(1, BLOCK), block(2, PART_LEN));
+    let (full, part) = (content(1, BLOCK), content(2, PART_LEN));
     for (k, data) in [(FULL_KEY, &full), (PART_KEY, &part)] {
         let path = dir.path().join(k);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

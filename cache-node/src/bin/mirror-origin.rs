@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use cache_node::testkit::S3Origin;
+use cache_node::testkit::{S3Origin, block_key, content};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -29,30 +29,15 @@ struct Args {
     blocks: u64,
 }
 
-/// Deterministic sample bytes for block `seed` (splitmix64).
-fn sample(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let origin = S3Origin::start_on(&args.dir, args.listen, &args.access_key, &args.secret_key).await?;
     if let Some(volume) = &args.sample {
         for slice in 1..=args.blocks + 1 {
-            let len = if slice <= args.blocks { 4 << 20 } else { (1 << 20) + 123 };
-            let key = format!("{volume}/myjfs/chunks/0/0/{slice}_0_{len}");
-            origin.put(&args.bucket, &key, &sample(slice, len))?;
+            let len: u64 = if slice <= args.blocks { 4 << 20 } else { (1 << 20) + 123 };
+            let key = format!("{volume}/{}", block_key(slice, 0, len));
+            origin.put(&args.bucket, &key, &content(slice, len))?;
         }
         println!(
             "wrote {} sample blocks: {volume}/myjfs/chunks/0/0/<1..={}>_0_<size>",

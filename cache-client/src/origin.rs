@@ -213,6 +213,13 @@ impl OriginChain {
     }
 }
 
+/// The object store of one origin entry and the prefix its volume keys live under, validated and
+/// built exactly as a chain builds it (for tools that write objects, like the load tool).
+pub fn open_store(cfg: &OriginConfig) -> Result<(Arc<dyn ObjectStore>, Path), OriginError> {
+    let origin = Origin::build(cfg)?;
+    Ok((origin.store, origin.prefix))
+}
+
 impl Origin {
     fn build(cfg: &OriginConfig) -> Result<Self, OriginError> {
         let err = |message: &str| OriginError::Config { url: cfg.url.clone(), message: message.to_owned() };

@@ -8,15 +8,10 @@
 //! the same key-to-path rule as `cache_client::origin`: key K of `s3://bucket/p` is object `p/K`,
 //! of `file:///dir` the file `dir/K`.
 
-use std::sync::Arc;
-
-use anyhow::{Context as _, bail};
-use cache_client::{config::OriginConfig, key::ObjectKey, origin::DEFAULT_REGION};
+use anyhow::Context as _;
+use cache_client::{config::OriginConfig, key::ObjectKey};
 use futures::{StreamExt as _, TryStreamExt as _};
-use object_store::{
-    ObjectStore, ObjectStoreExt as _, PutPayload, aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
-};
-use url::Url;
+use object_store::{ObjectStoreExt as _, PutPayload, path::Path};
 
 /// The volume key of object `i`.
 pub fn object_key(prefix: &str, i: u64, size: u64) -> anyhow::Result<ObjectKey> {
@@ -47,7 +42,7 @@ pub async fn populate(
     size: u64,
     concurrency: usize,
 ) -> anyhow::Result<Populated> {
-    let (store, base) = open_store(origin)?;
+    let (store, base) = cache_client::origin::open_store(origin)?;
     let puts = futures::stream::iter(0..n).map(|i| {
         let (store, base) = (store.clone(), base.clone());
         async move {
@@ -69,34 +64,6 @@ pub async fn populate(
     Ok(Populated { written, skipped: n - written })
 }
 
-/// The store of one origin entry and its prefix, as `cache_client::origin` builds them.
-fn open_store(cfg: &OriginConfig) -> anyhow::Result<(Arc<dyn ObjectStore>, Path)> {
-    let url = Url::parse(&cfg.url).with_context(|| format!("origin url {:?}", cfg.url))?;
-    match url.scheme() {
-        "s3" => {
-            let bucket = url.host_str().filter(|b| !b.is_empty()).context("origin url has no bucket")?;
-            let mut builder = AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_region(cfg.region.as_deref().unwrap_or(DEFAULT_REGION))
-                .with_allow_http(cfg.allow_http)
-                .with_virtual_hosted_style_request(false);
-            if let Some(endpoint) = &cfg.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
-                builder = builder.with_access_key_id(id).with_secret_access_key(secret);
-            }
-            let prefix = Path::from_url_path(url.path()).context("origin prefix")?;
-            Ok((Arc::new(builder.build().context("S3 store")?), prefix))
-        }
-        "file" => {
-            let dir = url.to_file_path().map_err(|()| anyhow::anyhow!("expected file:///absolute/dir"))?;
-            Ok((Arc::new(LocalFileSystem::new_with_prefix(&dir).context("local store")?), Path::ROOT))
-        }
-        other => bail!("unsupported origin scheme {other:?}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,7 +78,7 @@ mod tests {
     #[tokio::test]
     async fn populate_writes_once_to_a_file_origin() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = Url::from_directory_path(dir.path()).expect("file url").to_string();
+        let url = url::Url::from_directory_path(dir.path()).expect("file url").to_string();
         let cfg = OriginConfig {
             url,
             endpoint: None,

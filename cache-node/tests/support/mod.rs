@@ -49,7 +49,11 @@ pub fn node_binary() -> PathBuf {
 /// `cachectl`, built beside `cache-node` when the workspace's tests are built.
 pub fn cachectl_binary() -> PathBuf {
     let path = node_binary().with_file_name("cachectl");
-    assert!(path.exists(), "{} is missing: run the tests with `cargo nextest run --workspace`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `scripts/test.sh` (or `cargo nextest run --workspace`)",
+        path.display()
+    );
     path
 }
 

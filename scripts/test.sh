@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need on a fresh machine, then runs every
+# test of the workspace. Extra arguments go to `cargo nextest run` (e.g. `--locked`).
+#   - cargo-nextest, if the machine has none;
+#   - boto3, the S3 client the gateway test drives (a real client nobody here wrote).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+python3 -c 'import boto3' 2>/dev/null || python3 -m pip install --quiet boto3
+exec cargo nextest run --workspace "$@"

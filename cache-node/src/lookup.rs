@@ -77,6 +77,16 @@ impl Service {
         if let Some(entry) = self.store.memory_get(volume.as_str(), get.key, get.page) {
             return Ok((Found::Cached(entry), Tier::Memory));
         }
+        // A page past the object's end costs the origin a GET and a HEAD to learn so; when the
+        // first page is cached, its object size already says it.
+        if get.page > 0
+            && let Some(first) = self.store.memory_get(volume.as_str(), get.key, 0)
+        {
+            let size = first.value().object_size;
+            if get.page * u64::from(self.page_size) >= size {
+                return Err(Failure::OutOfRange { size });
+            }
+        }
         let object = ObjectKey::new(get.key).map_err(|e| Failure::Origin(e.to_string()))?;
         let key = PageKey { volume: volume.clone(), key: object, page: get.page };
         let fill =

@@ -1,7 +1,8 @@
-//! A memory hit allocates nothing on the node: from the request frame to the encoded head and
-//! the payload (a slice of the cached page), counted by a counting allocator. quinn's own send
-//! path (which copies the head into its buffer) is outside this count and is measured by the
-//! loopback bench instead.
+//! The node's request handling in-process, from the request frame to the answer: a memory hit
+//! allocates nothing (counted by a counting allocator, up to the encoded head and the payload, a
+//! slice of the cached page; quinn's own send path is outside the count and is measured by the
+//! loopback bench), and a page past an object's end costs the origin nothing once the first page
+//! is cached.
 
 // The counting allocator needs `unsafe impl GlobalAlloc`; each use says why it is sound.
 #![allow(unsafe_code)]
@@ -79,17 +80,10 @@ fn frame(start: u32, len: u32) -> ([u8; REQUEST_PREFIX_LEN], Vec<u8>) {
     (prefix, bytes[REQUEST_PREFIX_LEN..].to_vec())
 }
 
-#[test]
-fn a_memory_hit_allocates_nothing() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
-        let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
-        s3.put("bucket", "vol1/myjfs/chunks/0/0/1_0_4194304", &vec![42u8; 4 << 20]).expect("put");
-        let toml = format!(
-            r#"
+/// A one-node config over the origin at `endpoint`, everything under `d`.
+fn node_toml(d: &std::path::Path, endpoint: &str) -> String {
+    format!(
+        r#"
 [node]
 id = "a"
 listen = "127.0.0.1:0"
@@ -112,11 +106,21 @@ access_key_id = "AKIAALLOC"
 secret_access_key = "alloc-secret"
 allow_http = true
 "#,
-            data = d.join("data").display(),
-            certs = d.join("certs").display(),
-            endpoint = s3.endpoint(),
-        );
-        let config: NodeConfig = cache_client::config::parse_toml(&toml).expect("config");
+        data = d.join("data").display(),
+        certs = d.join("certs").display(),
+    )
+}
+
+#[test]
+fn a_memory_hit_allocates_nothing() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
+        let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
+        s3.put("bucket", "vol1/myjfs/chunks/0/0/1_0_4194304", &vec![42u8; 4 << 20]).expect("put");
+        let config: NodeConfig = cache_client::config::parse_toml(&node_toml(d, &s3.endpoint())).expect("config");
         let node = RunningNode::start(config).await.expect("node");
         let service = node.service().clone();
 
@@ -141,6 +145,49 @@ allow_http = true
             let per_hit = (allocations() - before) as f64 / 100.0;
             assert_eq!(per_hit, 0.0, "allocations per memory hit of [{start}, +{len})");
         }
+        node.shutdown(std::time::Duration::from_secs(5)).await;
+    });
+}
+
+/// A request for a page past an object's end is answered from the cached first page's size,
+/// without asking the origin again (it would cost a GET and a HEAD each time).
+#[test]
+fn pages_past_the_end_are_answered_from_the_cached_size() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
+        let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
+        s3.put("bucket", "vol1/myjfs/chunks/0/0/1_0_4194304", &vec![42u8; 1 << 20]).expect("put");
+        let config: NodeConfig = cache_client::config::parse_toml(&node_toml(d, &s3.endpoint())).expect("config");
+        let node = RunningNode::start(config).await.expect("node");
+        let service = node.service().clone();
+        let request = |page: u64| {
+            let bytes = Request::Get(Get {
+                volume: Volume::new("vol1").expect("v"),
+                token: TOKEN.into(),
+                key: ObjectKey::new("myjfs/chunks/0/0/1_0_4194304").expect("k"),
+                page_size: 4 << 20,
+                page,
+                start: 0,
+                len: 4 << 20,
+            })
+            .encode();
+            let prefix: [u8; REQUEST_PREFIX_LEN] = bytes[..REQUEST_PREFIX_LEN].try_into().expect("prefix");
+            (prefix, bytes[REQUEST_PREFIX_LEN..].to_vec())
+        };
+        let (prefix, body) = request(0);
+        respond(&service, &prefix, &body).await;
+        let gets = s3.get_count();
+        for page in [1, 2, 1000] {
+            let (prefix, body) = request(page);
+            let answer = respond(&service, &prefix, &body).await;
+            let (head, _) = ResponseHead::decode(RequestKind::Get, answer.head()).expect("decodes").expect("whole");
+            let ResponseHead::Page(head) = head else { panic!("not a page: {head:?}") };
+            assert_eq!((head.len, head.object_size), (0, 1 << 20), "page {page}");
+        }
+        assert_eq!(s3.get_count(), gets, "no origin request for pages past the end");
         node.shutdown(std::time::Duration::from_secs(5)).await;
     });
 }

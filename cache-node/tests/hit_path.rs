@@ -65,13 +65,16 @@ fn allocations() -> u64 {
 
 const TOKEN: &str = "alloc-test-token-0123";
 
-fn frame(start: u32, len: u32) -> ([u8; REQUEST_PREFIX_LEN], Vec<u8>) {
+const KEY: &str = "myjfs/chunks/0/0/1_0_4194304";
+
+/// The request frame (prefix, body) of a `Get` of `[start, +len)` in page `page` of [`KEY`].
+fn frame(page: u64, start: u32, len: u32) -> ([u8; REQUEST_PREFIX_LEN], Vec<u8>) {
     let request = Request::Get(Get {
         volume: Volume::new("vol1").expect("v"),
         token: TOKEN.into(),
-        key: ObjectKey::new("myjfs/chunks/0/0/1_0_4194304").expect("k"),
+        key: ObjectKey::new(KEY).expect("k"),
         page_size: 4 << 20,
-        page: 0,
+        page,
         start,
         len,
     });
@@ -111,21 +114,26 @@ allow_http = true
     )
 }
 
+/// An origin holding [`KEY`] with `object_len` bytes and one node in front of it, under `d`.
+async fn one_node(d: &std::path::Path, object_len: usize) -> (S3Origin, RunningNode) {
+    cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
+    let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
+    s3.put("bucket", &format!("vol1/{KEY}"), &vec![42u8; object_len]).expect("put");
+    let config: NodeConfig = cache_client::config::parse_toml(&node_toml(d, &s3.endpoint())).expect("config");
+    let node = RunningNode::start(config).await.expect("node");
+    (s3, node)
+}
+
 #[test]
 fn a_memory_hit_allocates_nothing() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
-        let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
-        s3.put("bucket", "vol1/myjfs/chunks/0/0/1_0_4194304", &vec![42u8; 4 << 20]).expect("put");
-        let config: NodeConfig = cache_client::config::parse_toml(&node_toml(d, &s3.endpoint())).expect("config");
-        let node = RunningNode::start(config).await.expect("node");
+        let (_s3, node) = one_node(dir.path(), 4 << 20).await;
         let service = node.service().clone();
 
         for (start, len) in [(0, 4 << 20), (1 << 20, 128 << 10)] {
-            let (prefix, body) = frame(start, len);
+            let (prefix, body) = frame(0, start, len);
             // The first answer fills the page; the next is a memory hit.
             for expect in [Tier::Origin, Tier::Memory] {
                 let answer = respond(&service, &prefix, &body).await;
@@ -156,27 +164,9 @@ fn pages_past_the_end_are_answered_from_the_cached_size() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
-        let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
-        s3.put("bucket", "vol1/myjfs/chunks/0/0/1_0_4194304", &vec![42u8; 1 << 20]).expect("put");
-        let config: NodeConfig = cache_client::config::parse_toml(&node_toml(d, &s3.endpoint())).expect("config");
-        let node = RunningNode::start(config).await.expect("node");
+        let (s3, node) = one_node(dir.path(), 1 << 20).await;
         let service = node.service().clone();
-        let request = |page: u64| {
-            let bytes = Request::Get(Get {
-                volume: Volume::new("vol1").expect("v"),
-                token: TOKEN.into(),
-                key: ObjectKey::new("myjfs/chunks/0/0/1_0_4194304").expect("k"),
-                page_size: 4 << 20,
-                page,
-                start: 0,
-                len: 4 << 20,
-            })
-            .encode();
-            let prefix: [u8; REQUEST_PREFIX_LEN] = bytes[..REQUEST_PREFIX_LEN].try_into().expect("prefix");
-            (prefix, bytes[REQUEST_PREFIX_LEN..].to_vec())
-        };
+        let request = |page| frame(page, 0, 4 << 20);
         let (prefix, body) = request(0);
         respond(&service, &prefix, &body).await;
         let gets = s3.get_count();

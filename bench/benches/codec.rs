@@ -32,6 +32,7 @@ fn page_head() -> ResponseHead {
         object_size: PAGE,
         digest: 0x0123_4567_89ab_cdef,
         len: PAGE as u32,
+        epoch: 0x5eed,
         tier: Tier::Memory,
         etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
     })

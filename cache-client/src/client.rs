@@ -18,10 +18,11 @@ use crate::{
     origin::{OriginChain, OriginError},
     page::{Piece, pieces},
     pool::{ExchangeError, Pool},
-    ring::{Member, Ring, page_point},
+    ring::{Member, page_point},
+    ring_source::RingSource,
     stats::{ClientStats, Source},
     tls::{self, TlsError},
-    wire::{Get, NodeStatus, Request, ResponseHead, WireError},
+    wire::{Get, NodeStatus, Request, ResponseHead, Tier, WireError},
 };
 
 /// Largest range one `read` call may ask for.
@@ -72,7 +73,7 @@ pub(crate) struct ClientVolume {
 /// The mirrorcache client. Cheap to share behind an `Arc`; all methods take `&self`.
 #[derive(Debug)]
 pub struct Client {
-    pub(crate) ring: Ring,
+    pub(crate) ring_source: RingSource,
     pub(crate) pool: Pool,
     pub(crate) volumes: HashMap<Volume, ClientVolume>,
     pub(crate) page_size: u32,
@@ -96,6 +97,15 @@ pub struct ObjectRead {
     pub pages: Vec<PageTrace>,
 }
 
+/// A node's checked answer for one piece.
+struct NodePage {
+    bytes: Bytes,
+    object_size: u64,
+    tier: Tier,
+    etag: Option<String>,
+    epoch: u64,
+}
+
 /// Why a node's answer was not used.
 enum Pass {
     Exchange(ExchangeError),
@@ -104,18 +114,16 @@ enum Pass {
 }
 
 impl Client {
-    /// Builds the ring and the origin chains from `config` and binds a QUIC endpoint. Must run
-    /// inside a tokio runtime. Nothing is connected until the first read.
+    /// Builds the ring (static membership) and the origin chains from `config` and binds a QUIC
+    /// endpoint. Must run inside a tokio runtime. Nothing is connected until the first read,
+    /// which with gossip membership first asks a seed for the ring.
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
         let files = tls::TlsFiles::load(&config.tls)?;
-        let quic = tls::client_config(&files, std::sync::Arc::new(tls::transport_config()))?;
-        let members: Vec<Member> = config
-            .cluster
-            .members
-            .iter()
-            .map(|m| Member { id: m.id.clone(), addr: m.addr, weight: m.weight })
-            .collect();
-        let any_v6 = members.iter().any(|m| m.addr.is_ipv6());
+        let transport = std::sync::Arc::new(tls::transport_config());
+        let quic = tls::client_config(&files, transport.clone())?;
+        let seed_config = crate::node_cert::any_node_client_config(&files, transport)?;
+        let cluster = &config.cluster;
+        let any_v6 = cluster.members.iter().map(|m| m.addr).chain(cluster.seeds.iter().copied()).any(|a| a.is_ipv6());
         let bind: SocketAddr = if any_v6 { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| {
             ClientError::Bind(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad bind address"))
         })?;
@@ -127,17 +135,13 @@ impl Client {
             volumes.insert(v.name.clone(), ClientVolume { token: v.token.clone(), origin });
         }
         Ok(Self {
-            ring: Ring::new(members.clone()),
-            pool: Pool::new(endpoint, quic, members, config.client.connect_timeout.0),
+            ring_source: RingSource::new(cluster, seed_config),
+            pool: Pool::new(endpoint, quic, config.client.connect_timeout.0),
             volumes,
             page_size: config.cache.page_size.0 as u32,
             timeouts: config.client,
             stats: ClientStats::default(),
         })
-    }
-
-    pub fn ring(&self) -> &Ring {
-        &self.ring
     }
 
     pub fn stats(&self) -> &ClientStats {
@@ -259,10 +263,14 @@ impl Client {
             len: piece.len,
         });
         let mut passed_over = Vec::new();
-        for idx in self.ring.walk(page_point(volume, key, piece.page)).take(NODE_TRIES) {
-            let id = self.ring.member(idx).id.to_string();
-            match self.ask(idx, &request, volume, key, piece).await {
-                Ok((bytes, object_size, tier, etag)) => {
+        self.ensure_ring().await;
+        let view = self.ring();
+        for idx in view.ring.walk(page_point(volume, key, piece.page)).take(NODE_TRIES) {
+            let member = view.ring.member(idx);
+            let id = member.id.to_string();
+            match self.ask(member, &request, volume, key, piece).await {
+                Ok(NodePage { bytes, object_size, tier, etag, epoch }) => {
+                    self.note_epoch(epoch, member).await;
                     let source = Source::Node { id, tier };
                     self.stats.record_source(&source);
                     let trace = PageTrace { page: piece.page, source, passed_over };
@@ -300,12 +308,12 @@ impl Client {
     /// reports implies, and the digest must match the bytes and the request.
     async fn ask(
         &self,
-        idx: usize,
+        member: &Member,
         request: &Request,
         volume: &Volume,
         key: &ObjectKey,
         piece: Piece,
-    ) -> Result<(Bytes, u64, crate::wire::Tier, Option<String>), Pass> {
+    ) -> Result<NodePage, Pass> {
         let offset = piece.offset(self.page_size);
         let expected = |size: u64| size.saturating_sub(offset).min(u64::from(piece.len));
         let accept = |head: &ResponseHead| match head {
@@ -317,13 +325,13 @@ impl Client {
             _ => Ok(()),
         };
         let (head, payload) =
-            self.pool.exchange(idx, request, self.timeouts.page_timeout.0, accept).await.map_err(Pass::Exchange)?;
+            self.pool.exchange(member, request, self.timeouts.page_timeout.0, accept).await.map_err(Pass::Exchange)?;
         match head {
             ResponseHead::Page(p) => {
                 if page_digest(volume, key, piece.page, piece.start, &payload) != p.digest {
                     return Err(Pass::Corrupt);
                 }
-                Ok((payload, p.object_size, p.tier, p.etag))
+                Ok(NodePage { bytes: payload, object_size: p.object_size, tier: p.tier, etag: p.etag, epoch: p.epoch })
             }
             ResponseHead::Error(e) => Err(Pass::Refused { status: e.status.as_str(), message: e.message }),
             ResponseHead::Status { .. } | ResponseHead::Warm { .. } => {
@@ -332,11 +340,21 @@ impl Client {
         }
     }
 
-    /// Counters of member `idx`, asked over QUIC.
-    pub async fn node_status(&self, idx: usize) -> Result<NodeStatus, String> {
+    /// Counters of `member`, asked over QUIC.
+    pub async fn node_status(&self, member: &Member) -> Result<NodeStatus, String> {
+        self.status_request(member, &Request::Status).await
+    }
+
+    /// Takes `member` off the ring (its answer is its status once draining). The node refuses
+    /// unless this client's certificate is one of its operators.
+    pub async fn drain(&self, member: &Member) -> Result<NodeStatus, String> {
+        self.status_request(member, &Request::Drain).await
+    }
+
+    async fn status_request(&self, member: &Member, request: &Request) -> Result<NodeStatus, String> {
         let timeout = self.timeouts.page_timeout.0;
         let (head, payload) =
-            self.pool.exchange(idx, &Request::Status, timeout, |_| Ok(())).await.map_err(|e| e.to_string())?;
+            self.pool.exchange(member, request, timeout, |_| Ok(())).await.map_err(|e| e.to_string())?;
         match head {
             ResponseHead::Status { .. } => {
                 serde_json::from_slice(&payload).map_err(|e| format!("bad status JSON: {e}"))

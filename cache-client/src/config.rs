@@ -56,11 +56,16 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// Where membership comes from. Only `"static"` (this list) for now.
+    /// Where membership comes from: `"static"` (the `members` list, the default) or `"gossip"`
+    /// (nodes find each other from `seeds` and keep the ring up to date by themselves).
     #[serde(default)]
     pub membership: Membership,
-    /// The nodes of the ring. Clients and nodes should list the same members.
+    /// Static: the nodes of the ring. Clients and nodes should list the same members.
+    #[serde(default)]
     pub members: Vec<MemberConfig>,
+    /// Gossip: QUIC addresses of a few nodes to learn the cluster from (any that answers will do).
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -68,6 +73,16 @@ pub struct ClusterConfig {
 pub enum Membership {
     #[default]
     Static,
+    Gossip,
+}
+
+impl Membership {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Gossip => "gossip",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,8 +222,24 @@ impl ClientConfig {
     }
 }
 
-/// Checks `[cluster]`: at least one member, unique ids and addresses, weights in range.
+/// Checks `[cluster]`: static: at least one member, unique ids and addresses, weights in range;
+/// gossip: at least one seed, and no member list (the ring comes from the nodes).
 pub fn validate_cluster(cluster: &ClusterConfig) -> Result<(), ConfigError> {
+    if cluster.membership == Membership::Gossip {
+        if !cluster.members.is_empty() {
+            return Err(ConfigError::invalid(
+                "cluster.members",
+                "not used with membership = \"gossip\" (list a few node addresses as cluster.seeds)",
+            ));
+        }
+        if cluster.seeds.is_empty() {
+            return Err(ConfigError::invalid("cluster.seeds", "membership = \"gossip\" needs at least one seed"));
+        }
+        return Ok(());
+    }
+    if !cluster.seeds.is_empty() {
+        return Err(ConfigError::invalid("cluster.seeds", "only used with membership = \"gossip\""));
+    }
     if cluster.members.is_empty() {
         return Err(ConfigError::invalid("cluster.members", "needs at least one member"));
     }
@@ -336,7 +367,24 @@ allow_http = true
         }
         let err = parse(&GOOD.replace("\"a\", addr", "\"A\", addr")).unwrap_err();
         assert!(err.contains("node id"), "{err}");
-        let err = parse(&GOOD.replace("membership = \"static\"", "membership = \"gossip\"")).unwrap_err();
+        let err = parse(&GOOD.replace("membership = \"static\"", "membership = \"gosip\"")).unwrap_err();
         assert!(err.contains("membership"), "{err}");
+        let err = parse(&GOOD.replace("membership = \"static\"", "membership = \"gossip\"")).unwrap_err();
+        assert!(err.contains("cluster.members"), "{err}");
+    }
+
+    #[test]
+    fn gossip_needs_seeds_and_no_members() {
+        let gossip = GOOD.replace(
+            "membership = \"static\"\nmembers = [ { id = \"a\", addr = \"127.0.0.1:7001\" }, { id = \"b\", addr = \"127.0.0.1:7002\", weight = 2 } ]",
+            "membership = \"gossip\"\nseeds = [\"127.0.0.1:7001\"]",
+        );
+        let c = parse(&gossip).expect("parses");
+        assert_eq!(c.cluster.membership, Membership::Gossip);
+        assert_eq!(c.cluster.seeds.len(), 1);
+        let err = parse(&gossip.replace("seeds = [\"127.0.0.1:7001\"]", "seeds = []")).unwrap_err();
+        assert!(err.contains("cluster.seeds"), "{err}");
+        let err = parse(&GOOD.replace("membership = \"static\"", "seeds = [\"127.0.0.1:1\"]")).unwrap_err();
+        assert!(err.contains("cluster.seeds"), "{err}");
     }
 }

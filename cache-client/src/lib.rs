@@ -11,7 +11,7 @@
 //!     └ origin.rs   on any cache failure: next owner, then the object store itself
 //! ```
 //!
-//! `wire`, `ring`, `page`, `digest`, `key`, `units` and `config` do no I/O.
+//! `wire`, `ring`, `members`, `page`, `digest`, `key`, `units` and `config` do no I/O.
 
 pub mod certs;
 pub mod client;
@@ -19,10 +19,13 @@ pub mod config;
 pub mod digest;
 pub mod gateway;
 pub mod key;
+pub mod members;
+pub mod node_cert;
 pub mod origin;
 pub mod page;
 pub mod pool;
 pub mod ring;
+pub mod ring_source;
 pub mod stats;
 pub mod tls;
 pub mod units;

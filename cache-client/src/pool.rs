@@ -1,5 +1,5 @@
-//! QUIC connections to the cluster's nodes, one pooled connection per node, and the exchange of
-//! one request on one bidirectional stream.
+//! QUIC connections to the cluster's nodes, one pooled connection per node id, and the exchange
+//! of one request on one bidirectional stream.
 //!
 //! A connection is opened on first use (one handshake at a time per node) and reused by every
 //! request after it; QUIC multiplexes their streams. A node whose handshake fails, or which
@@ -7,8 +7,9 @@
 //! of each paying the deadline again.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
-    sync::Mutex as SyncMutex,
+    sync::{Arc, Mutex as SyncMutex},
     time::{Duration, Instant},
 };
 
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 
 use crate::{
+    key::NodeId,
     ring::Member,
     wire::{MAX_RESPONSE_HEAD, RESPONSE_PREFIX_LEN, Request, ResponseHead, WireError},
 };
@@ -54,55 +56,87 @@ impl ExchangeError {
     }
 }
 
-#[derive(Debug, Default)]
+/// One node's connection and health, found by its id.
+#[derive(Debug)]
 struct Slot {
+    addr: SocketAddr,
     conn: Mutex<Option<quinn::Connection>>,
     set_aside_until: SyncMutex<Option<Instant>>,
 }
 
-/// Connections to every member of the ring, indexed like the ring's members.
-#[derive(Debug)]
-pub struct Pool {
-    endpoint: quinn::Endpoint,
-    config: quinn::ClientConfig,
-    members: Vec<Member>,
-    slots: Vec<Slot>,
-    connect_timeout: Duration,
-}
-
-impl Pool {
-    pub fn new(
-        endpoint: quinn::Endpoint,
-        config: quinn::ClientConfig,
-        members: Vec<Member>,
-        connect_timeout: Duration,
-    ) -> Self {
-        let slots = members.iter().map(|_| Slot::default()).collect();
-        Self { endpoint, config, members, slots, connect_timeout }
+impl Slot {
+    fn new(addr: SocketAddr) -> Self {
+        Self { addr, conn: Mutex::new(None), set_aside_until: SyncMutex::new(None) }
     }
 
-    pub fn members(&self) -> &[Member] {
-        &self.members
-    }
-
-    fn set_aside(&self, idx: usize) {
-        if let Ok(mut until) = self.slots[idx].set_aside_until.lock() {
+    fn set_aside(&self) {
+        if let Ok(mut until) = self.set_aside_until.lock() {
             *until = Some(Instant::now() + SET_ASIDE);
         }
     }
 
-    fn is_set_aside(&self, idx: usize) -> bool {
-        self.slots[idx].set_aside_until.lock().is_ok_and(|u| u.is_some_and(|t| Instant::now() < t))
+    fn is_set_aside(&self) -> bool {
+        self.set_aside_until.lock().is_ok_and(|u| u.is_some_and(|t| Instant::now() < t))
+    }
+}
+
+/// Connections to the cluster's nodes, keyed by node id (members come and go with the ring).
+#[derive(Debug)]
+pub struct Pool {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    slots: SyncMutex<HashMap<NodeId, Arc<Slot>>>,
+    connect_timeout: Duration,
+}
+
+impl Pool {
+    pub fn new(endpoint: quinn::Endpoint, config: quinn::ClientConfig, connect_timeout: Duration) -> Self {
+        Self { endpoint, config, slots: SyncMutex::new(HashMap::new()), connect_timeout }
     }
 
-    async fn connection(&self, idx: usize) -> Result<quinn::Connection, ExchangeError> {
-        let member = &self.members[idx];
+    /// The slot of `member`; a member that moved to another address gets a fresh one.
+    fn slot(&self, member: &Member) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        match slots.get(&member.id) {
+            Some(slot) if slot.addr == member.addr => slot.clone(),
+            _ => {
+                let slot = Arc::new(Slot::new(member.addr));
+                slots.insert(member.id.clone(), slot.clone());
+                slot
+            }
+        }
+    }
+
+    /// Forgets (and closes the connections of) nodes for which `keep` says no: members that
+    /// left the ring.
+    pub fn retain(&self, keep: impl Fn(&NodeId) -> bool) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|id, slot| {
+            let kept = keep(id);
+            if !kept
+                && let Ok(conn) = slot.conn.try_lock()
+                && let Some(conn) = conn.as_ref()
+            {
+                conn.close(0u32.into(), b"left the ring");
+            }
+            kept
+        });
+    }
+
+    /// Whether `member` failed at the connection level within the last [`SET_ASIDE`].
+    pub fn is_set_aside(&self, member: &Member) -> bool {
+        self.slot(member).is_set_aside()
+    }
+
+    /// The pooled connection to `member`, opened if there is none (one handshake at a time).
+    pub async fn connection(&self, member: &Member) -> Result<quinn::Connection, ExchangeError> {
+        let slot = self.slot(member);
         let node = member.id.to_string();
-        if self.is_set_aside(idx) {
+        if slot.is_set_aside() {
             return Err(ExchangeError::SetAside { node });
         }
-        let mut slot = self.slots[idx].conn.lock().await;
-        if let Some(conn) = slot.as_ref().filter(|c| c.close_reason().is_none()) {
+        let mut conn_slot = slot.conn.lock().await;
+        if let Some(conn) = conn_slot.as_ref().filter(|c| c.close_reason().is_none()) {
             return Ok(conn.clone());
         }
         let connect_err = |message: String| ExchangeError::Connect { node: node.clone(), addr: member.addr, message };
@@ -113,64 +147,101 @@ impl Pool {
         let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
-                self.set_aside(idx);
+                slot.set_aside();
                 return Err(connect_err(e.to_string()));
             }
             Err(_) => {
-                self.set_aside(idx);
+                slot.set_aside();
                 return Err(connect_err(format!("no handshake within {:?}", self.connect_timeout)));
             }
         };
-        *slot = Some(conn.clone());
+        *conn_slot = Some(conn.clone());
         Ok(conn)
     }
 
-    /// Sends `request` to member `idx` on a new stream and reads the answer: the head, then a
+    /// Sends `request` to `member` on a new stream and reads the answer: the head, then a
     /// payload of exactly the length the head gives, if `accept` agrees to that length (checked
     /// before anything is allocated). The whole exchange has the deadline `timeout`.
     pub async fn exchange(
         &self,
-        idx: usize,
+        member: &Member,
         request: &Request,
         timeout: Duration,
         accept: impl FnOnce(&ResponseHead) -> Result<(), WireError>,
     ) -> Result<(ResponseHead, Bytes), ExchangeError> {
-        let node = self.members[idx].id.to_string();
+        let node = member.id.to_string();
         let result = tokio::time::timeout(timeout, async {
-            let conn = self.connection(idx).await?;
-            let lost = |source| ExchangeError::Connection { node: node.clone(), source };
-            let (mut send, mut recv) = conn.open_bi().await.map_err(lost)?;
-            let stream_err = |message: String| ExchangeError::Stream { node: node.clone(), message };
-            send.write_all(&request.encode()).await.map_err(|e| stream_err(e.to_string()))?;
-            send.finish().map_err(|e| stream_err(e.to_string()))?;
-
-            let wire = |source| ExchangeError::Wire { node: node.clone(), source };
-            let mut prefix = [0u8; RESPONSE_PREFIX_LEN];
-            recv.read_exact(&mut prefix).await.map_err(|e| stream_err(e.to_string()))?;
-            let (status, head_len) = ResponseHead::parse_prefix(&prefix).map_err(wire)?;
-            debug_assert!(head_len <= MAX_RESPONSE_HEAD);
-            let mut head = vec![0u8; head_len];
-            recv.read_exact(&mut head).await.map_err(|e| stream_err(e.to_string()))?;
-            let head = ResponseHead::decode_head(request.kind(), status, &head).map_err(wire)?;
-            accept(&head).map_err(wire)?;
-            let mut payload = vec![0u8; head.payload_len() as usize];
-            recv.read_exact(&mut payload).await.map_err(|e| stream_err(e.to_string()))?;
-            Ok((head, Bytes::from(payload)))
+            let conn = self.connection(member).await?;
+            exchange_on(&conn, &node, request, accept).await
         })
         .await;
         match result {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => {
                 if matches!(e, ExchangeError::Connection { .. }) {
-                    self.set_aside(idx);
+                    self.slot(member).set_aside();
                 }
                 Err(e)
             }
             Err(_) => {
                 // A node that takes the whole deadline is as good as down for a while.
-                self.set_aside(idx);
+                self.slot(member).set_aside();
                 Err(ExchangeError::Timeout { node, after: timeout })
             }
         }
+    }
+}
+
+/// One request on a new stream of `conn`: the head, then a payload of exactly the length the head
+/// gives, if `accept` agrees to that length (checked before anything is allocated).
+async fn exchange_on(
+    conn: &quinn::Connection,
+    node: &str,
+    request: &Request,
+    accept: impl FnOnce(&ResponseHead) -> Result<(), WireError>,
+) -> Result<(ResponseHead, Bytes), ExchangeError> {
+    let lost = |source| ExchangeError::Connection { node: node.to_owned(), source };
+    let (mut send, mut recv) = conn.open_bi().await.map_err(lost)?;
+    let stream_err = |message: String| ExchangeError::Stream { node: node.to_owned(), message };
+    send.write_all(&request.encode()).await.map_err(|e| stream_err(e.to_string()))?;
+    send.finish().map_err(|e| stream_err(e.to_string()))?;
+
+    let wire = |source| ExchangeError::Wire { node: node.to_owned(), source };
+    let mut prefix = [0u8; RESPONSE_PREFIX_LEN];
+    recv.read_exact(&mut prefix).await.map_err(|e| stream_err(e.to_string()))?;
+    let (status, head_len) = ResponseHead::parse_prefix(&prefix).map_err(wire)?;
+    debug_assert!(head_len <= MAX_RESPONSE_HEAD);
+    let mut head = vec![0u8; head_len];
+    recv.read_exact(&mut head).await.map_err(|e| stream_err(e.to_string()))?;
+    let head = ResponseHead::decode_head(request.kind(), status, &head).map_err(wire)?;
+    accept(&head).map_err(wire)?;
+    let mut payload = vec![0u8; head.payload_len() as usize];
+    recv.read_exact(&mut payload).await.map_err(|e| stream_err(e.to_string()))?;
+    Ok((head, Bytes::from(payload)))
+}
+
+impl Pool {
+    /// One request to whatever node listens at `addr` (a seed: its id is not known yet), on a
+    /// connection of its own that `config` (see [`crate::node_cert::any_node_client_config`])
+    /// opens and that is closed afterwards.
+    pub async fn ask_addr(
+        &self,
+        config: &quinn::ClientConfig,
+        addr: SocketAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<(ResponseHead, Bytes), ExchangeError> {
+        let node = format!("seed {addr}");
+        let result = tokio::time::timeout(timeout, async {
+            let connect_err = |message: String| ExchangeError::Connect { node: node.clone(), addr, message };
+            let connecting =
+                self.endpoint.connect_with(config.clone(), addr, "seed").map_err(|e| connect_err(e.to_string()))?;
+            let conn = connecting.await.map_err(|e| connect_err(e.to_string()))?;
+            let answer = exchange_on(&conn, &node, request, |_| Ok(())).await;
+            conn.close(0u32.into(), b"done");
+            answer
+        })
+        .await;
+        result.unwrap_or(Err(ExchangeError::Timeout { node, after: timeout }))
     }
 }

@@ -46,9 +46,9 @@ pub enum TlsError {
 /// Loaded PEM material: CA roots, own chain and key.
 pub struct TlsFiles {
     paths: TlsConfig,
-    roots: Arc<RootCertStore>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    pub(crate) roots: Arc<RootCertStore>,
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
 }
 
 impl fmt::Debug for TlsFiles {
@@ -97,7 +97,7 @@ fn pem_error(path: &Path, e: rustls_pki_types::pem::Error) -> TlsError {
 }
 
 /// The one crypto provider every config uses (no process-wide default is assumed).
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
 }
 

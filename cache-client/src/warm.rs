@@ -52,8 +52,11 @@ impl Client {
     /// Sends a `Warm` of page `page` of `key` to the page's owner.
     pub async fn warm(&self, volume: &Volume, key: &ObjectKey, page: u64, mode: WarmMode) -> Result<Warmed, WarmError> {
         let cv = self.volumes.get(volume).ok_or_else(|| WarmError::UnknownVolume(volume.to_string()))?;
+        self.ensure_ring().await;
+        let view = self.ring();
         let owner =
-            self.ring.owner(page_point(volume, key, page)).ok_or_else(|| WarmError::NoOwner(key.to_string()))?;
+            view.ring.owner(page_point(volume, key, page)).ok_or_else(|| WarmError::NoOwner(key.to_string()))?;
+        let owner = view.ring.member(owner);
         let request = Request::Warm(Warm {
             volume: volume.clone(),
             token: cv.token.clone(),
@@ -62,7 +65,7 @@ impl Client {
             page,
             mode,
         });
-        let node = self.ring.member(owner).id.to_string();
+        let node = owner.id.to_string();
         let fail = |message: String| WarmError::Node { key: key.to_string(), page, node: node.clone(), message };
         // A fill may wait for the origin: allow the origin's deadline on top of the node's.
         let deadline = self.timeouts.page_timeout.0 + self.timeouts.origin_timeout.0;

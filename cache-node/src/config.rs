@@ -10,8 +10,8 @@ use std::{
 
 use cache_client::{
     config::{
-        ClusterConfig, ConfigError, TlsConfig, VolumeConfig, default_page_size, load_toml, validate_cluster,
-        validate_page_size, validate_volumes,
+        ClusterConfig, ConfigError, MAX_WEIGHT, Membership, TlsConfig, VolumeConfig, default_page_size, load_toml,
+        validate_cluster, validate_page_size, validate_volumes,
     },
     key::NodeId,
     units::{ByteSize, Span},
@@ -52,10 +52,29 @@ pub struct NodeSection {
     /// Requests served at once; more are answered `Busy` and the client goes elsewhere. Default 256.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: usize,
+    /// Address other nodes and clients reach this node at (gossip membership advertises it).
+    /// Default: `listen`, which then must not be a wildcard address.
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+    /// Share of the key space relative to the other members (gossip membership). Default: one
+    /// unit per 16 GiB of disk cache, at least 1, at most 100.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Names of client certificates that may drain this node (`cachectl drain`). Default: none.
+    #[serde(default)]
+    pub operators: Vec<String>,
+    /// For this long after a ring change, a page's new owner asks its previous owner for a page
+    /// before the origin (warm handoff), and a draining node waits this long before it reports
+    /// that it can be stopped. Default 60s; "0s" turns handoff off.
+    #[serde(default = "default_handoff")]
+    pub handoff: Span,
 }
 
 fn default_origin_timeout() -> Span {
     Span(Duration::from_secs(30))
+}
+fn default_handoff() -> Span {
+    Span(Duration::from_secs(60))
 }
 fn default_max_inflight() -> usize {
     256
@@ -154,7 +173,27 @@ impl NodeConfig {
         if self.node.max_inflight == 0 {
             return Err(ConfigError::invalid("node.max_inflight", "must be at least 1"));
         }
+        if self.node.weight.is_some_and(|w| w > MAX_WEIGHT) {
+            return Err(ConfigError::invalid("node.weight", format!("must be 0..={MAX_WEIGHT}")));
+        }
+        let gossip = self.cluster.as_ref().is_some_and(|c| c.membership == Membership::Gossip);
+        if gossip && (self.advertise().ip().is_unspecified() || self.advertise().port() == 0) {
+            return Err(ConfigError::invalid(
+                "node.advertise",
+                format!("gossip needs an address others can reach; {} is not one", self.advertise()),
+            ));
+        }
         Ok(())
+    }
+
+    /// The weight this node advertises: `node.weight`, or one unit per 16 GiB of disk cache.
+    pub fn weight(&self) -> u32 {
+        self.node.weight.unwrap_or_else(|| (self.cache.disk_capacity.0 >> 34).clamp(1, u64::from(MAX_WEIGHT)) as u32)
+    }
+
+    /// The address this node advertises: `node.advertise`, else `node.listen`.
+    pub fn advertise(&self) -> SocketAddr {
+        self.node.advertise.unwrap_or(self.node.listen)
     }
 
     pub fn disk_dir(&self) -> PathBuf {
@@ -208,6 +247,10 @@ url = "file:///tmp/origin"
         )
         .expect("defaults");
         assert_eq!(minimal.cache.disk_capacity, ByteSize::mib(1024));
+        assert_eq!(minimal.weight(), 1);
+        assert_eq!(c.node.handoff.0, Duration::from_secs(60));
+        let big = parse(&GOOD.replace("disk_capacity = \"2GiB\"", "disk_capacity = \"320GiB\"")).expect("parses");
+        assert_eq!(big.weight(), 20);
     }
 
     #[test]
@@ -219,6 +262,12 @@ url = "file:///tmp/origin"
             (GOOD.replace("listen = \"127.0.0.1:7001\"", "listen = \"nowhere\""), "listen"),
             (GOOD.replace("data_dir", "datadir"), "datadir"),
             (GOOD.replace("2GiB", "2 gigs"), "2 gigs"),
+            (GOOD.replace("data_dir = \"data/a\"", "data_dir = \"data/a\"\nweight = 101"), "node.weight"),
+            (
+                format!("{}\n[cluster]\nmembership = \"gossip\"\nseeds = [\"127.0.0.1:7001\"]\n", GOOD)
+                    .replace("listen = \"127.0.0.1:7001\"", "listen = \"0.0.0.0:7001\""),
+                "node.advertise",
+            ),
         ] {
             let err = parse(&text).unwrap_err();
             assert!(err.contains(key), "expected {key} in {err}");

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod config;
 pub mod lookup;
+pub mod membership;
 pub mod metrics;
 pub mod node_id;
 pub mod server;
@@ -26,15 +27,20 @@ pub mod testkit;
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
 
 use cache_client::{
+    config::Membership as MembershipKind,
     key::NodeId,
+    node_cert::{NodeCerts, any_node_client_config},
     origin::{OriginChain, OriginError},
+    pool::Pool,
     tls::{self, TlsError},
+    wire::{MemberInfo, MemberState},
 };
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::NodeConfig,
+    membership::{Membership, driver, gossip::Gossip, peer::Peer},
     metrics::NodeMetrics,
     service::{Service, VolumeState},
     store::{PageStore, StoreError},
@@ -65,7 +71,12 @@ pub struct RunningNode {
     endpoint: quinn::Endpoint,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Gossip membership: the task to wait for on shutdown (it says goodbye to the cluster).
+    gossip_task: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// Deadline for opening a connection to another node (warm handoff).
+const PEER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl RunningNode {
     /// Opens the cache (recovering what is on disk), binds QUIC and admin HTTP, and starts
@@ -74,7 +85,8 @@ impl RunningNode {
     pub async fn start(config: NodeConfig) -> Result<Self, StartError> {
         let id = node_id::resolve(config.node.id.as_ref(), &config.node.data_dir).map_err(StartError::NodeId)?;
         let files = tls::TlsFiles::load(&config.tls)?;
-        let server_config = tls::server_config(&files, Arc::new(tls::transport_config()))?;
+        let transport = Arc::new(tls::transport_config());
+        let server_config = tls::server_config(&files, transport.clone())?;
 
         let mut volumes = HashMap::new();
         for v in &config.volume {
@@ -82,6 +94,58 @@ impl RunningNode {
                 .map_err(|source| StartError::Origin { volume: v.name.to_string(), source })?;
             volumes.insert(v.name.clone(), VolumeState { token: v.token.clone(), origin: Arc::new(origin) });
         }
+
+        let bind = |what, addr, source| StartError::Bind { what, addr, source };
+        let endpoint = quinn::Endpoint::server(server_config, config.node.listen)
+            .map_err(|e| bind("QUIC", config.node.listen, e))?;
+        let quic_addr = endpoint.local_addr().map_err(|e| bind("QUIC", config.node.listen, e))?;
+
+        // This node as it advertises itself; a port of 0 in the config is the bound one.
+        let mut advertise = config.advertise();
+        if advertise.port() == 0 {
+            advertise.set_port(quic_addr.port());
+        }
+        let me = MemberInfo { id: id.clone(), addr: advertise, weight: config.weight(), state: MemberState::Serving };
+        let gossip_seeds = match &config.cluster {
+            Some(c) if c.membership == MembershipKind::Gossip => Some(c.seeds.clone()),
+            _ => None,
+        };
+        let members = match &config.cluster {
+            Some(c) if c.membership == MembershipKind::Static => c
+                .members
+                .iter()
+                .map(|m| MemberInfo { id: m.id.clone(), addr: m.addr, weight: m.weight, state: MemberState::Serving })
+                .collect(),
+            _ => vec![MemberInfo {
+                state: if gossip_seeds.is_some() { MemberState::Joining } else { MemberState::Serving },
+                ..me.clone()
+            }],
+        };
+        let membership = Arc::new(Membership::new(id.clone(), members, config.node.handoff.0));
+        let peers =
+            Arc::new(Pool::new(endpoint.clone(), tls::client_config(&files, transport.clone())?, PEER_CONNECT_TIMEOUT));
+        let shutdown = CancellationToken::new();
+        let gossip = match gossip_seeds {
+            Some(seeds) => {
+                let generation = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_millis() as u64)
+                    .max(1);
+                let peer = Peer {
+                    id: me.id.clone(),
+                    addr: me.addr,
+                    weight: me.weight,
+                    state: MemberState::Joining,
+                    generation,
+                };
+                let gossip = Gossip::new(peer, &seeds, generation ^ u64::from(quic_addr.port()));
+                let peer_config = any_node_client_config(&files, transport.clone())?;
+                let (handle, task) =
+                    driver::spawn(gossip, endpoint.clone(), peer_config, membership.clone(), shutdown.clone());
+                Some((handle, task))
+            }
+            None => None,
+        };
 
         let metrics = NodeMetrics::new(config.volume.iter().map(|v| v.name.clone()).collect());
         let store = PageStore::open(&config, metrics.registry.clone()).await?;
@@ -94,18 +158,18 @@ impl RunningNode {
             origin_timeout: config.node.origin_timeout.0,
             inflight: Semaphore::new(config.node.max_inflight),
             started: Instant::now(),
+            membership,
+            gossip: gossip.as_ref().map(|(handle, _)| handle.clone()),
+            peers,
+            operators: config.node.operators.clone(),
+            node_certs: NodeCerts::new(&files)?,
         });
 
-        let bind = |what, addr, source| StartError::Bind { what, addr, source };
-        let endpoint = quinn::Endpoint::server(server_config, config.node.listen)
-            .map_err(|e| bind("QUIC", config.node.listen, e))?;
-        let quic_addr = endpoint.local_addr().map_err(|e| bind("QUIC", config.node.listen, e))?;
         let admin = tokio::net::TcpListener::bind(config.node.admin_listen)
             .await
             .map_err(|e| bind("admin HTTP", config.node.admin_listen, e))?;
         let admin_addr = admin.local_addr().map_err(|e| bind("admin HTTP", config.node.admin_listen, e))?;
 
-        let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         tokio::spawn(server::serve(endpoint.clone(), service.clone(), shutdown.clone(), tracker.clone()));
         let (s, token) = (service.clone(), shutdown.clone());
@@ -115,7 +179,8 @@ impl RunningNode {
             }
         });
         tracing::info!(node = %id, quic = %quic_addr, admin = %admin_addr, "node serving");
-        Ok(Self { id, quic_addr, admin_addr, service, endpoint, shutdown, tracker })
+        let gossip_task = gossip.map(|(_, task)| task);
+        Ok(Self { id, quic_addr, admin_addr, service, endpoint, shutdown, tracker, gossip_task })
     }
 
     pub fn quic_addr(&self) -> SocketAddr {
@@ -139,6 +204,9 @@ impl RunningNode {
     /// flushes and closes the cache so the next start is warm.
     pub async fn shutdown(self, grace: std::time::Duration) {
         self.shutdown.cancel();
+        if let Some(task) = self.gossip_task {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
             tracing::warn!(node = %self.id, "requests still in flight after {grace:?}; closing anyway");

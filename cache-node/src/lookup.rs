@@ -1,19 +1,25 @@
 //! Finding a page for a request: memory (by borrowed key, without allocating), then disk
-//! (checked against its digest), then a single-flight fill from the volume's origin chain; and,
-//! if the cache itself fails, the origin directly. [`Found`] keeps a cache hit as foyer's entry,
-//! so answering it copies nothing.
+//! (checked against its digest), then a single-flight fill: from the page's previous owner if
+//! the ring changed within the handoff window (warm handoff), else from the volume's origin
+//! chain; and, if the cache itself fails, the origin directly. [`Found`] keeps a cache hit as
+//! foyer's entry, so answering it copies nothing.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use cache_client::{
     digest::page_digest,
     key::{ObjectKey, Volume},
     origin::{OriginChain, OriginError},
-    wire::{GetView, Tier},
+    pool::Pool,
+    ring::{Member, page_point},
+    wire::{Get, GetView, Request, ResponseHead, Tier},
 };
 
 use crate::{
-    metrics::{NodeMetrics, VolumeLabel, VolumeName},
+    metrics::{KindLabel, NodeMetrics, VolumeLabel, VolumeName},
     service::{Service, VolumeState},
     store::{Page, PageEntry, PageKey},
 };
@@ -89,8 +95,19 @@ impl Service {
         }
         let object = ObjectKey::new(get.key).map_err(|e| Failure::Origin(e.to_string()))?;
         let key = PageKey { volume: volume.clone(), key: object, page: get.page };
-        let fill =
-            || fill_page(state.origin.clone(), key.clone(), self.page_size, self.origin_timeout, self.metrics.clone());
+        let previous = self.membership.previous_owner(page_point(volume, &key.key, key.page), Instant::now());
+        let fill = || {
+            let handoff =
+                previous.clone().map(|owner| Handoff { owner, peers: self.peers.clone(), token: state.token.clone() });
+            fill_page(
+                state.origin.clone(),
+                key.clone(),
+                self.page_size,
+                self.origin_timeout,
+                self.metrics.clone(),
+                handoff,
+            )
+        };
         for _ in 0..2 {
             match self.store.get_or_fill(&key, fill()).await {
                 Ok((entry, tier)) => {
@@ -118,14 +135,75 @@ impl Service {
     }
 }
 
-/// Reads one page from the origin chain and makes it a cacheable [`Page`].
+/// Deadline for a page from its previous owner (node to node, on the same network).
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where to ask for a page before the origin: its owner before the last ring change.
+struct Handoff {
+    owner: Member,
+    peers: Arc<Pool>,
+    token: String,
+}
+
+impl Handoff {
+    /// The whole page, if the previous owner has it cached and its bytes pass their digest.
+    async fn peek(&self, key: &PageKey, page_size: u32) -> Result<Page, String> {
+        let request = Request::Peek(Get {
+            volume: key.volume.clone(),
+            token: self.token.clone(),
+            key: key.key.clone(),
+            page_size,
+            page: key.page,
+            start: 0,
+            len: page_size,
+        });
+        let offset = key.page * u64::from(page_size);
+        let accept = |head: &ResponseHead| match head {
+            ResponseHead::Page(p)
+                if u64::from(p.len) != p.object_size.saturating_sub(offset).min(u64::from(page_size)) =>
+            {
+                Err(cache_client::wire::WireError::Range(format!("{} bytes for this page", p.len)))
+            }
+            _ => Ok(()),
+        };
+        let (head, bytes) =
+            self.peers.exchange(&self.owner, &request, HANDOFF_TIMEOUT, accept).await.map_err(|e| e.to_string())?;
+        match head {
+            ResponseHead::Page(p) => {
+                let digest = page_digest(&key.volume, &key.key, key.page, 0, &bytes);
+                if digest != p.digest || bytes.is_empty() {
+                    return Err(format!("node {} sent a page that fails its digest", self.owner.id));
+                }
+                Ok(Page { object_size: p.object_size, etag: p.etag, digest, bytes })
+            }
+            ResponseHead::Error(e) => Err(format!("{}: {}", e.status.as_str(), e.message)),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+}
+
+/// Fills one page: from its previous owner if there is one that has it, else from the origin
+/// chain; either way a cacheable [`Page`] whose digest was computed or checked here.
 async fn fill_page(
     origin: Arc<OriginChain>,
     key: PageKey,
     page_size: u32,
     timeout: Duration,
     metrics: NodeMetrics,
+    handoff: Option<Handoff>,
 ) -> Result<Page, FillError> {
+    if let Some(handoff) = handoff {
+        match handoff.peek(&key, page_size).await {
+            Ok(page) => {
+                metrics.handoff.get_or_create(&KindLabel { kind: "hit" }).inc();
+                return Ok(page);
+            }
+            Err(why) => {
+                metrics.handoff.get_or_create(&KindLabel { kind: "miss" }).inc();
+                tracing::debug!(volume = %key.volume, key = %key.key, page = key.page, owner = %handoff.owner.id, %why, "handoff miss");
+            }
+        }
+    }
     let start = key.page * u64::from(page_size);
     let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };
     metrics.origin_requests.get_or_create(&volume).inc();

@@ -49,8 +49,18 @@ pub struct KindLabel {
 }
 
 /// Error kinds counted in `errors{kind}`.
-pub const ERROR_KINDS: [&str; 9] =
-    ["unauthorized", "unknown_volume", "bad_request", "not_found", "origin", "busy", "internal", "corrupt", "protocol"];
+pub const ERROR_KINDS: [&str; 10] = [
+    "unauthorized",
+    "unknown_volume",
+    "bad_request",
+    "not_found",
+    "origin",
+    "busy",
+    "internal",
+    "corrupt",
+    "protocol",
+    "forbidden",
+];
 
 #[derive(Debug, Clone)]
 pub struct NodeMetrics {
@@ -74,6 +84,11 @@ pub struct NodeMetrics {
     pub inflight: Gauge,
     /// Warm requests by outcome (filled, present, absent, evicted).
     pub warms: Family<KindLabel, Counter>,
+    /// Misses this node filled from the page's previous owner (`hit`) or, after asking it,
+    /// from the origin (`miss`): warm handoff after a ring change.
+    pub handoff: Family<KindLabel, Counter>,
+    /// Peeks other nodes sent here, by whether the page was cached (`hit`, `miss`).
+    pub peeks: Family<KindLabel, Counter>,
 }
 
 /// Latency buckets: 100 µs .. ~13 s, doubling.
@@ -101,6 +116,8 @@ impl NodeMetrics {
             cache_capacity_bytes: Family::default(),
             inflight: Gauge::default(),
             warms: Family::default(),
+            handoff: Family::default(),
+            peeks: Family::default(),
         };
         r.register("mirrorcache_node_hits", "Pages served from the cache, by volume and tier", m.hits.clone());
         r.register("mirrorcache_node_misses", "Pages read from the origin to answer a request", m.misses.clone());
@@ -117,6 +134,12 @@ impl NodeMetrics {
         r.register("mirrorcache_node_cache_capacity_bytes", "Cache capacity by tier", m.cache_capacity_bytes.clone());
         r.register("mirrorcache_node_inflight_requests", "Requests being served", m.inflight.clone());
         r.register("mirrorcache_node_warm_requests", "Warm requests by outcome", m.warms.clone());
+        r.register(
+            "mirrorcache_node_handoff_pages",
+            "Misses filled from the previous owner (hit) or the origin after asking it (miss)",
+            m.handoff.clone(),
+        );
+        r.register("mirrorcache_node_peeks", "Peeks from other nodes, by whether the page was cached", m.peeks.clone());
         // Create every labelled series up front so scrapes show zeros rather than gaps.
         for v in &m.volumes {
             let volume = VolumeName(v.clone());
@@ -135,6 +158,10 @@ impl NodeMetrics {
         }
         for kind in ["filled", "present", "absent", "evicted"] {
             let _ = m.warms.get_or_create(&KindLabel { kind });
+        }
+        for kind in ["hit", "miss"] {
+            let _ = m.handoff.get_or_create(&KindLabel { kind });
+            let _ = m.peeks.get_or_create(&KindLabel { kind });
         }
         for tier in &TIERS[..2] {
             let _ = m.cache_used_bytes.get_or_create(&TierLabel { tier });
@@ -180,6 +207,10 @@ impl NodeMetrics {
 
     pub fn origin_bytes_total(&self) -> u64 {
         self.sum_volumes(&self.origin_bytes)
+    }
+
+    pub fn handoff_total(&self, kind: &'static str) -> u64 {
+        self.handoff.get_or_create(&KindLabel { kind }).get()
     }
 
     pub fn errors_total(&self) -> u64 {

@@ -11,7 +11,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use cache_client::wire::{MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, Request, RequestView, Status};
+use bytes::Bytes;
+use cache_client::{
+    node_cert::peer_name,
+    wire::{MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, Request, RequestView, Status},
+};
+use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::service::{Answer, Service};
@@ -61,6 +66,14 @@ async fn serve_connection(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    // Who the peer is: the name in its certificate (operators may drain), and whether it is a
+    // node of this cluster (only nodes are heard on gossip).
+    let peer: Option<Arc<str>> = peer_name(&conn).map(Arc::from);
+    if let Some(gossip) = &service.gossip
+        && service.node_certs.node_id(&conn).is_some()
+    {
+        tracker.spawn(read_gossip(conn.clone(), gossip.inbound.clone(), shutdown.clone()));
+    }
     loop {
         let (send, recv) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -72,9 +85,9 @@ async fn serve_connection(
                 }
             },
         };
-        let service = service.clone();
+        let (service, peer) = (service.clone(), peer.clone());
         tracker.spawn(async move {
-            if let Err(e) = serve_stream(send, recv, &service).await {
+            if let Err(e) = serve_stream(send, recv, &service, peer.as_deref()).await {
                 tracing::debug!(error = %e, "stream ended early");
             }
         });
@@ -97,11 +110,28 @@ enum StreamError {
 
 /// The answer to one request frame (prefix and body): the node's whole request handling
 /// between the socket reads and writes. A malformed frame is answered `BadRequest`.
-pub async fn respond(service: &Service, prefix: &[u8; REQUEST_PREFIX_LEN], body: &[u8]) -> Answer {
+pub async fn respond(service: &Service, prefix: &[u8; REQUEST_PREFIX_LEN], body: &[u8], peer: Option<&str>) -> Answer {
     let request = Request::parse_prefix(prefix).and_then(|(kind, _)| RequestView::decode_body(kind, body));
     match request {
-        Ok(request) => service.answer(request).await,
+        Ok(request) => service.answer(request, peer).await,
         Err(e) => service.refuse("protocol", Status::BadRequest, format!("malformed request: {e}")),
+    }
+}
+
+/// Hands a node's gossip datagrams to the gossip task until the connection ends (a full queue
+/// drops them: gossip is lossy by design).
+async fn read_gossip(conn: quinn::Connection, inbound: mpsc::Sender<Bytes>, shutdown: CancellationToken) {
+    loop {
+        let datagram = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            d = conn.read_datagram() => d,
+        };
+        match datagram {
+            Ok(data) => {
+                let _ = inbound.try_send(data);
+            }
+            Err(_) => return,
+        }
     }
 }
 
@@ -109,6 +139,7 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     service: &Service,
+    peer: Option<&str>,
 ) -> Result<(), StreamError> {
     let mut prefix = [0u8; REQUEST_PREFIX_LEN];
     let mut body = [0u8; MAX_REQUEST_BODY];
@@ -120,7 +151,7 @@ async fn serve_stream(
         Ok::<_, StreamError>(len)
     };
     let len = tokio::time::timeout(REQUEST_DEADLINE, read).await.map_err(|_| StreamError::RequestTimeout)??;
-    let answer = respond(service, &prefix, &body[..len]).await;
+    let answer = respond(service, &prefix, &body[..len], peer).await;
     // We read all we need; tell the peer to stop sending on this stream.
     let _ = recv.stop(0u32.into());
     tokio::time::timeout(RESPONSE_DEADLINE, async {

@@ -16,16 +16,22 @@ use bytes::Bytes;
 use cache_client::{
     digest::page_digest,
     key::{NodeId, ObjectKey, Volume},
+    node_cert::NodeCerts,
     origin::OriginChain,
+    pool::Pool,
     wire::{
-        GetView, MAX_PAGE_HEAD_FRAME, NodeStatus, RequestView, ResponseHead, Status, Tier, WarmMode, WarmOutcome,
-        encode_page_head,
+        GetView, MAX_PAGE_HEAD_FRAME, MemberState, MembersAnswer, NodeStatus, PageHeadRef, RequestView, ResponseHead,
+        Status, Tier, WarmMode, WarmOutcome, encode_page_head,
     },
 };
 use tokio::sync::Semaphore;
 
 use crate::{
     lookup::Failure,
+    membership::{
+        Membership,
+        driver::{Control, GossipHandle},
+    },
     metrics::{KindLabel, NodeMetrics, TierLabel, VolumeLabel, VolumeName, VolumeTier, latency_quantile},
     store::{Page, PageKey, PageStore},
 };
@@ -47,6 +53,16 @@ pub struct Service {
     pub origin_timeout: Duration,
     pub inflight: Semaphore,
     pub started: Instant,
+    /// The ring as this node sees it, and the rings before it (for handoff).
+    pub membership: Arc<Membership>,
+    /// Gossip membership: the task that keeps `membership` current. `None`: static.
+    pub gossip: Option<GossipHandle>,
+    /// Connections to the other nodes, for warm handoff.
+    pub peers: Arc<Pool>,
+    /// Client certificate names that may drain this node.
+    pub operators: Vec<String>,
+    /// Tells node certificates from client certificates (gossip is heard from nodes only).
+    pub node_certs: NodeCerts,
 }
 
 /// The bytes to send back for one request: a head frame, then the payload.
@@ -80,16 +96,73 @@ fn same_secret(a: &str, b: &str) -> bool {
 }
 
 impl Service {
-    /// The answer to one request.
-    pub async fn answer(&self, request: RequestView<'_>) -> Answer {
+    /// The answer to one request from `peer` (the name in the caller's certificate).
+    pub async fn answer(&self, request: RequestView<'_>, peer: Option<&str>) -> Answer {
         match request {
             RequestView::Get(get) => self.get(&get).await,
             RequestView::Warm(get, mode) => self.warm(&get, mode).await,
-            RequestView::Status => {
-                let json = serde_json::to_vec(&self.status()).unwrap_or_default();
-                Answer::other(ResponseHead::Status { len: json.len() as u32 }, Bytes::from(json))
+            RequestView::Peek(get) => self.peek(&get).await,
+            RequestView::Status => json_answer(&self.status()),
+            RequestView::Members => {
+                let view = self.membership.view();
+                json_answer(&MembersAnswer { epoch: view.epoch, members: view.members.clone() })
             }
+            RequestView::Drain => self.drain(peer).await,
         }
+    }
+
+    /// Takes this node off the ring (gossip membership only), for an operator.
+    async fn drain(&self, peer: Option<&str>) -> Answer {
+        let Some(name) = peer.filter(|p| self.operators.iter().any(|o| o == p)) else {
+            let msg = format!(
+                "{} may not drain node {} (operators: [{}], node.operators)",
+                peer.unwrap_or("a client without a name"),
+                self.id,
+                self.operators.join(", ")
+            );
+            return self.refuse("forbidden", Status::Forbidden, msg);
+        };
+        let Some(gossip) = &self.gossip else {
+            let msg = format!("node {} has static membership: remove it from [cluster] members instead", self.id);
+            return self.refuse("bad_request", Status::BadRequest, msg);
+        };
+        let (done, applied) = tokio::sync::oneshot::channel();
+        if gossip.control.send(Control::Drain(done)).await.is_err() || applied.await.is_err() {
+            return self.refuse("internal", Status::Internal, "gossip is not running".into());
+        }
+        tracing::info!(node = %self.id, operator = name, "draining");
+        json_answer(&self.status())
+    }
+
+    /// A whole page only if this node has it cached (a new owner asking after a ring change).
+    async fn peek(&self, get: &GetView<'_>) -> Answer {
+        let (volume, _) = match self.authorise(get) {
+            Ok(v) => v,
+            Err(refusal) => return *refusal,
+        };
+        let Ok(object) = ObjectKey::new(get.key) else {
+            return self.refuse("bad_request", Status::BadRequest, format!("bad key {:?}", get.key));
+        };
+        let key = PageKey { volume: volume.clone(), key: object, page: get.page };
+        match self.store.get_cached(&key).await {
+            Ok(Some((entry, tier))) => {
+                let page = entry.value();
+                if tier == Tier::Disk && page_digest(volume, &key.key, key.page, 0, &page.bytes) != page.digest {
+                    self.store.remove(&key);
+                    self.metrics.error("corrupt");
+                } else {
+                    self.metrics.peeks.get_or_create(&KindLabel { kind: "hit" }).inc();
+                    return self.slice(get, page, tier);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(node = %self.id, error = %e, "cache failed on a peek"),
+        }
+        self.metrics.peeks.get_or_create(&KindLabel { kind: "miss" }).inc();
+        Answer::other(
+            ResponseHead::error(Status::NotCached, format!("node {} has not cached it", self.id)),
+            Bytes::new(),
+        )
     }
 
     pub(crate) fn refuse(&self, kind: &'static str, status: Status, message: String) -> Answer {
@@ -139,7 +212,7 @@ impl Service {
                 } else {
                     self.metrics.hits.get_or_create(&VolumeTier { volume: name.clone(), tier: tier.as_str() }).inc();
                 }
-                let answer = slice(get, found.page(), tier);
+                let answer = self.slice(get, found.page(), tier);
                 let served = VolumeTier { volume: name, tier: tier.as_str() };
                 self.metrics.bytes_served.get_or_create(&served).inc_by(answer.payload.len() as u64);
                 let label = TierLabel { tier: tier.as_str() };
@@ -149,7 +222,7 @@ impl Service {
             Err(Failure::OutOfRange { size }) => {
                 // The page starts past the object's end: an empty answer that carries the size.
                 let empty = Page { object_size: size, etag: None, digest: 0, bytes: Bytes::new() };
-                slice(get, &empty, Tier::Origin)
+                self.slice(get, &empty, Tier::Origin)
             }
             Err(Failure::NotFound(msg)) => self.refuse("not_found", Status::NotFound, msg),
             Err(Failure::Origin(msg)) => self.refuse("origin", Status::OriginFailed, msg),
@@ -195,6 +268,8 @@ impl Service {
     pub fn status(&self) -> NodeStatus {
         let m = &self.metrics;
         let text = m.encode();
+        let me = self.membership.me_info();
+        let drain_left = self.membership.drain_left(Instant::now());
         NodeStatus {
             id: self.id.to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -213,6 +288,13 @@ impl Service {
             disk_used: self.store.disk_used(&text),
             disk_capacity: self.store.disk_capacity(),
             page_size: u64::from(self.page_size),
+            membership: if self.gossip.is_some() { "gossip" } else { "static" }.to_owned(),
+            state: me.as_ref().map_or(MemberState::Serving, |m| m.state),
+            weight: me.as_ref().map_or(0, |m| m.state.ring_weight(m.weight)),
+            epoch: self.membership.epoch(),
+            drained: drain_left.is_some_and(|d| d.is_zero()),
+            drain_left_secs: drain_left.map(|d| d.as_secs_f64().ceil() as u64),
+            handoff_pages: m.handoff_total("hit"),
         }
     }
 
@@ -230,9 +312,20 @@ impl Service {
     }
 }
 
-/// The asked-for part of a page, with its head encoded on the stack. The digest of a whole page
-/// is the one computed at fill time; a part's is computed over the bytes sent.
-fn slice(get: &GetView<'_>, page: &Page, tier: Tier) -> Answer {
+fn json_answer(value: &impl serde::Serialize) -> Answer {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    Answer::other(ResponseHead::Status { len: json.len() as u32 }, Bytes::from(json))
+}
+
+impl Service {
+    /// The asked-for part of a page, with its head encoded on the stack. The digest of a whole
+    /// page is the one computed at fill time; a part's is computed over the bytes sent.
+    fn slice(&self, get: &GetView<'_>, page: &Page, tier: Tier) -> Answer {
+        slice(get, page, tier, self.membership.epoch())
+    }
+}
+
+fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer {
     let have = page.bytes.len();
     let start = (get.start as usize).min(have);
     let end = (start + get.len as usize).min(have);
@@ -243,6 +336,14 @@ fn slice(get: &GetView<'_>, page: &Page, tier: Tier) -> Answer {
         page_digest(get.volume, get.key, get.page, get.start, &bytes)
     };
     let mut buf = [0u8; MAX_PAGE_HEAD_FRAME];
-    let len = encode_page_head(&mut buf, page.object_size, digest, bytes.len() as u32, tier, page.etag.as_deref());
+    let head = PageHeadRef {
+        object_size: page.object_size,
+        digest,
+        len: bytes.len() as u32,
+        epoch,
+        tier,
+        etag: page.etag.as_deref(),
+    };
+    let len = encode_page_head(&mut buf, &head);
     Answer { head: Head { inline: buf, len, spilled: Vec::new() }, payload: bytes }
 }

@@ -217,12 +217,8 @@ impl PageStore {
         F: Future<Output = Result<Page, E>> + Send + 'static,
         E: Into<anyhow::Error>,
     {
-        if let Some(entry) = self.cache.memory().get(key) {
-            return Ok((entry, Tier::Memory));
-        }
-        if let Some(entry) = self.cache.get(key).await? {
-            let tier = if entry.source() == Source::Memory { Tier::Memory } else { Tier::Disk };
-            return Ok((entry, tier));
+        if let Some(found) = self.get_cached(key).await? {
+            return Ok(found);
         }
         let entry = self.cache.get_or_fetch(key, || fill).await?;
         let tier = match entry.source() {
@@ -231,6 +227,17 @@ impl PageStore {
             Source::Outer => Tier::Origin,
         };
         Ok((entry, tier))
+    }
+
+    /// The page if it is cached (memory, then disk); fetches nothing.
+    pub async fn get_cached(&self, key: &PageKey) -> Result<Option<(PageEntry, Tier)>, foyer::Error> {
+        if let Some(entry) = self.cache.memory().get(key) {
+            return Ok(Some((entry, Tier::Memory)));
+        }
+        Ok(self.cache.get(key).await?.map(|entry| {
+            let tier = if entry.source() == Source::Memory { Tier::Memory } else { Tier::Disk };
+            (entry, tier)
+        }))
     }
 
     /// The page if it is in memory: a lookup by borrowed names that neither awaits nor allocates.

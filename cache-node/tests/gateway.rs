@@ -65,7 +65,7 @@ async fn boto3(args: &[&str]) -> String {
 async fn memory_hits(client: &cache_client::Client, nodes: usize) -> u64 {
     let mut hits = 0;
     for i in 0..nodes {
-        hits += client.node_status(i).await.expect("node status").hits_memory;
+        hits += client.node_status(client.ring().ring.member(i)).await.expect("node status").hits_memory;
     }
     hits
 }

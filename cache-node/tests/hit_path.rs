@@ -136,7 +136,7 @@ fn a_memory_hit_allocates_nothing() {
             let (prefix, body) = frame(0, start, len);
             // The first answer fills the page; the next is a memory hit.
             for expect in [Tier::Origin, Tier::Memory] {
-                let answer = respond(&service, &prefix, &body).await;
+                let answer = respond(&service, &prefix, &body, None).await;
                 let head = ResponseHead::decode(RequestKind::Get, answer.head()).expect("decodes").expect("whole");
                 let ResponseHead::Page(head) = head.0 else { panic!("not a page: {head:?}") };
                 if start == 0 {
@@ -146,7 +146,7 @@ fn a_memory_hit_allocates_nothing() {
             }
             let before = allocations();
             for _ in 0..100 {
-                let answer = respond(&service, &prefix, &body).await;
+                let answer = respond(&service, &prefix, &body, None).await;
                 black_box(answer.head());
                 black_box(&answer.payload);
             }
@@ -168,11 +168,11 @@ fn pages_past_the_end_are_answered_from_the_cached_size() {
         let service = node.service().clone();
         let request = |page| frame(page, 0, 4 << 20);
         let (prefix, body) = request(0);
-        respond(&service, &prefix, &body).await;
+        respond(&service, &prefix, &body, None).await;
         let gets = s3.get_count();
         for page in [1, 2, 1000] {
             let (prefix, body) = request(page);
-            let answer = respond(&service, &prefix, &body).await;
+            let answer = respond(&service, &prefix, &body, None).await;
             let (head, _) = ResponseHead::decode(RequestKind::Get, answer.head()).expect("decodes").expect("whole");
             let ResponseHead::Page(head) = head else { panic!("not a page: {head:?}") };
             assert_eq!((head.len, head.object_size), (0, 1 << 20), "page {page}");

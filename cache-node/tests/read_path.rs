@@ -25,7 +25,7 @@ fn key(k: &str) -> ObjectKey {
 async fn statuses(client: &cache_client::Client, n: usize) -> Vec<cache_client::wire::NodeStatus> {
     let mut out = Vec::new();
     for i in 0..n {
-        out.push(client.node_status(i).await.expect("node answers status"));
+        out.push(client.node_status(client.ring().ring.member(i)).await.expect("node answers status"));
     }
     out
 }

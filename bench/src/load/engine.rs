@@ -239,7 +239,9 @@ impl Snapshot {
     async fn take(target: &Target, spec: &LoadSpec) -> Self {
         let stats = target.client.stats().snapshot();
         let page = |name: &str| stats.get(name).copied().unwrap_or(0);
-        let statuses = futures::future::join_all((0..target.members).map(|i| target.client.node_status(i))).await;
+        let view = target.client.ring();
+        let statuses =
+            futures::future::join_all(view.ring.members().iter().map(|m| target.client.node_status(m))).await;
         let node_origin_gets = statuses.into_iter().map(|s| s.ok().map(|s| s.origin_requests)).sum();
         Self {
             pages: ["pages_node_memory", "pages_node_disk", "pages_node_miss", "pages_origin_fallback"].map(page),

@@ -70,8 +70,6 @@ pub struct Target {
     pub volume: Volume,
     /// The volume's origin chain from the client config (origin mode reads it).
     pub origin: Arc<OriginChain>,
-    /// Members asked for their status (`0..members`).
-    pub members: usize,
 }
 
 impl Target {
@@ -83,8 +81,7 @@ impl Target {
             .find(|v| &v.name == volume)
             .with_context(|| format!("volume {volume} is not in the client config"))?;
         let origin = OriginChain::from_config(&entry.origin).with_context(|| format!("volume {volume} origins"))?;
-        let members = config.cluster.members.len();
-        Ok(Self { client, volume: volume.clone(), origin: Arc::new(origin), members })
+        Ok(Self { client, volume: volume.clone(), origin: Arc::new(origin) })
     }
 }
 

@@ -9,16 +9,19 @@
 //!
 //! Integers are big-endian. Every length is checked against its limit before anything is
 //! allocated ("check, then parse"), and every decode error is typed: bytes from a peer never reach
-//! an `unwrap`. [`request`] holds the `Get` and `Status` requests, [`response`] the answer heads.
+//! an `unwrap`. [`request`] holds the requests, [`response`] the answer heads, [`status`] and
+//! [`members`] the JSON payloads.
 
 mod cursor;
+pub mod members;
 pub mod request;
 pub mod response;
 pub mod status;
 
+pub use members::{MemberInfo, MemberState, MembersAnswer};
 pub use request::{Get, GetView, Request, RequestKind, RequestView, Warm, WarmMode};
 pub use response::{
-    ErrorHead, MAX_PAGE_HEAD_FRAME, PageHead, ResponseHead, Status, Tier, WarmOutcome, encode_page_head,
+    ErrorHead, MAX_PAGE_HEAD_FRAME, PageHead, PageHeadRef, ResponseHead, Status, Tier, WarmOutcome, encode_page_head,
 };
 pub use status::NodeStatus;
 

@@ -1,5 +1,7 @@
-//! Requests: `Get` (one page, or a range inside it), `Status` (the node's counters), and `Warm`
-//! (fill, check or evict one page at its owner, for `cachectl warmup`).
+//! Requests: `Get` (one page, or a range inside it), `Status` (the node's counters), `Warm`
+//! (fill, check or evict one page at its owner, for `cachectl warmup`), `Peek` (a whole page only
+//! if it is cached: how a page's new owner asks its previous owner), `Members` (the ring as the
+//! node sees it) and `Drain` (an operator takes the node off the ring).
 
 use std::fmt;
 
@@ -18,6 +20,9 @@ pub enum RequestKind {
     Get = 1,
     Status = 2,
     Warm = 3,
+    Peek = 4,
+    Members = 5,
+    Drain = 6,
 }
 
 impl TryFrom<u8> for RequestKind {
@@ -27,6 +32,9 @@ impl TryFrom<u8> for RequestKind {
             1 => Ok(Self::Get),
             2 => Ok(Self::Status),
             3 => Ok(Self::Warm),
+            4 => Ok(Self::Peek),
+            5 => Ok(Self::Members),
+            6 => Ok(Self::Drain),
             other => Err(WireError::UnknownKind(other)),
         }
     }
@@ -156,6 +164,10 @@ pub enum Request {
     Get(Get),
     Status,
     Warm(Warm),
+    /// The whole page `page` of a `Get` (its `start` and `len` are not sent).
+    Peek(Get),
+    Members,
+    Drain,
 }
 
 impl Request {
@@ -164,6 +176,9 @@ impl Request {
             Self::Get(_) => RequestKind::Get,
             Self::Status => RequestKind::Status,
             Self::Warm(_) => RequestKind::Warm,
+            Self::Peek(_) => RequestKind::Peek,
+            Self::Members => RequestKind::Members,
+            Self::Drain => RequestKind::Drain,
         }
     }
 
@@ -180,7 +195,8 @@ impl Request {
                 put_page_id(&mut body, &w.volume, &w.token, &w.key, w.page_size, w.page);
                 body.push(w.mode as u8);
             }
-            Self::Status => {}
+            Self::Peek(g) => put_page_id(&mut body, &g.volume, &g.token, &g.key, g.page_size, g.page),
+            Self::Status | Self::Members | Self::Drain => {}
         }
         let mut out = Vec::with_capacity(REQUEST_PREFIX_LEN + body.len());
         out.push(VERSION);
@@ -225,9 +241,12 @@ pub enum RequestView<'a> {
     Get(GetView<'a>),
     Status,
     Warm(GetView<'a>, WarmMode),
+    Peek(GetView<'a>),
+    Members,
+    Drain,
 }
 
-/// A borrowed [`Get`]. For a `Warm`, the whole page (`start` 0, `len` the page size).
+/// A borrowed [`Get`]. For a `Warm` or a `Peek`, the whole page (`start` 0, `len` the page size).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct GetView<'a> {
     pub volume: &'a str,
@@ -273,6 +292,8 @@ impl<'a> RequestView<'a> {
         let mut c = Cursor::new(body);
         let view = match kind {
             RequestKind::Status => Self::Status,
+            RequestKind::Members => Self::Members,
+            RequestKind::Drain => Self::Drain,
             RequestKind::Get => {
                 let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
                 let (start, len) = (c.u32("start")?, c.u32("len")?);
@@ -285,6 +306,11 @@ impl<'a> RequestView<'a> {
                 check_geometry(page_size, page, 0, page_size)?;
                 Self::Warm(GetView { volume, token, key, page_size, page, start: 0, len: page_size }, mode)
             }
+            RequestKind::Peek => {
+                let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
+                check_geometry(page_size, page, 0, page_size)?;
+                Self::Peek(GetView { volume, token, key, page_size, page, start: 0, len: page_size })
+            }
         };
         c.finish()?;
         Ok(view)
@@ -295,6 +321,9 @@ impl<'a> RequestView<'a> {
         Ok(match self {
             Self::Get(g) => Request::Get(g.to_owned()?),
             Self::Status => Request::Status,
+            Self::Members => Request::Members,
+            Self::Drain => Request::Drain,
+            Self::Peek(g) => Request::Peek(g.to_owned()?),
             Self::Warm(g, mode) => {
                 let g = g.to_owned()?;
                 Request::Warm(Warm {
@@ -382,6 +411,23 @@ mod tests {
         let mut frame = Request::Warm(w).encode();
         *frame.last_mut().expect("mode byte") = 7;
         assert!(matches!(Request::decode(&frame), Err(WireError::Range(_))));
+    }
+
+    #[test]
+    fn peek_members_and_drain_round_trip() {
+        // A peek is always of a whole page: whatever range the caller had, none is sent.
+        let peek = Request::Peek(Get { page: 3, ..get() });
+        for req in [peek, Request::Members, Request::Drain] {
+            let frame = req.encode();
+            assert_eq!(Request::decode(&frame), Ok(Some((req, frame.len()))));
+        }
+        let partial = Request::Peek(Get { start: 10, len: 10, ..get() }).encode();
+        assert_eq!(Request::decode(&partial).map(|r| r.map(|r| r.0)), Ok(Some(Request::Peek(get()))));
+        // A members request has no body.
+        let mut frame = Request::Members.encode();
+        frame[2..6].copy_from_slice(&1u32.to_be_bytes());
+        frame.push(0);
+        assert_eq!(Request::decode(&frame), Err(WireError::Trailing(1)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Response heads. A `Get` is answered by a [`PageHead`] and `len` raw bytes, a `Status` by a
-//! JSON payload of `len` bytes, and either by an [`ErrorHead`] with a status and a message.
+//! Response heads. A `Get` or a `Peek` is answered by a [`PageHead`] and `len` raw bytes, a
+//! `Status`, `Members` or `Drain` by a JSON payload of `len` bytes, a `Warm` by its outcome, and
+//! any of them by an [`ErrorHead`] with a status and a message.
 
 use super::{
     MAX_ETAG_LEN, MAX_MESSAGE_LEN, MAX_RESPONSE_HEAD, MAX_STATUS_PAYLOAD, RESPONSE_PREFIX_LEN, VERSION, WireError,
@@ -24,6 +25,10 @@ pub enum Status {
     /// The node is overloaded; ask elsewhere.
     Busy = 6,
     Internal = 7,
+    /// (Peek) the page is not cached here.
+    NotCached = 8,
+    /// The client may not ask this (e.g. `Drain` from a certificate that is not an operator's).
+    Forbidden = 9,
 }
 
 impl Status {
@@ -37,6 +42,8 @@ impl Status {
             Self::OriginFailed => "origin_failed",
             Self::Busy => "busy",
             Self::Internal => "internal",
+            Self::NotCached => "not_cached",
+            Self::Forbidden => "forbidden",
         }
     }
 }
@@ -53,6 +60,8 @@ impl TryFrom<u8> for Status {
             5 => Self::OriginFailed,
             6 => Self::Busy,
             7 => Self::Internal,
+            8 => Self::NotCached,
+            9 => Self::Forbidden,
             other => return Err(WireError::UnknownStatus(other)),
         })
     }
@@ -98,35 +107,45 @@ pub struct PageHead {
     /// [`crate::digest::page_digest`] of the bytes that follow, bound to the request.
     pub digest: u64,
     pub len: u32,
+    /// The answering node's ring epoch ([`crate::members::epoch`]): a client whose ring has
+    /// another epoch asks for the members again.
+    pub epoch: u64,
     pub tier: Tier,
     pub etag: Option<String>,
 }
 
+/// Bytes of a page head before its ETag: object size, digest, length, epoch, tier, ETag length.
+const PAGE_HEAD_FIXED: usize = 8 + 8 + 4 + 8 + 1 + 1;
 /// Largest page head frame (prefix included): what [`encode_page_head`] writes at most.
-pub const MAX_PAGE_HEAD_FRAME: usize = RESPONSE_PREFIX_LEN + 8 + 8 + 4 + 1 + 1 + MAX_ETAG_LEN;
+pub const MAX_PAGE_HEAD_FRAME: usize = RESPONSE_PREFIX_LEN + PAGE_HEAD_FIXED + MAX_ETAG_LEN;
 
 /// Writes a page head frame into a stack buffer and returns its length: the answer to a cache
 /// hit is encoded without allocating. An ETag over [`MAX_ETAG_LEN`] bytes is cut.
-pub fn encode_page_head(
-    out: &mut [u8; MAX_PAGE_HEAD_FRAME],
-    object_size: u64,
-    digest: u64,
-    len: u32,
-    tier: Tier,
-    etag: Option<&str>,
-) -> usize {
-    let etag = etag.map_or(&b""[..], |e| &e.as_bytes()[..e.len().min(MAX_ETAG_LEN)]);
-    let head_len = 8 + 8 + 4 + 1 + 1 + etag.len();
+pub fn encode_page_head(out: &mut [u8; MAX_PAGE_HEAD_FRAME], head: &PageHeadRef<'_>) -> usize {
+    let etag = head.etag.map_or(&b""[..], |e| &e.as_bytes()[..e.len().min(MAX_ETAG_LEN)]);
+    let head_len = PAGE_HEAD_FIXED + etag.len();
     out[0] = VERSION;
     out[1] = Status::Ok as u8;
     out[2..4].copy_from_slice(&(head_len as u16).to_be_bytes());
-    out[4..12].copy_from_slice(&object_size.to_be_bytes());
-    out[12..20].copy_from_slice(&digest.to_be_bytes());
-    out[20..24].copy_from_slice(&len.to_be_bytes());
-    out[24] = tier as u8;
-    out[25] = etag.len() as u8;
-    out[26..26 + etag.len()].copy_from_slice(etag);
+    out[4..12].copy_from_slice(&head.object_size.to_be_bytes());
+    out[12..20].copy_from_slice(&head.digest.to_be_bytes());
+    out[20..24].copy_from_slice(&head.len.to_be_bytes());
+    out[24..32].copy_from_slice(&head.epoch.to_be_bytes());
+    out[32] = head.tier as u8;
+    out[33] = etag.len() as u8;
+    out[34..34 + etag.len()].copy_from_slice(etag);
     RESPONSE_PREFIX_LEN + head_len
+}
+
+/// A [`PageHead`] with a borrowed ETag, for encoding without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct PageHeadRef<'a> {
+    pub object_size: u64,
+    pub digest: u64,
+    pub len: u32,
+    pub epoch: u64,
+    pub tier: Tier,
+    pub etag: Option<&'a str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +201,7 @@ pub enum ResponseHead {
         outcome: WarmOutcome,
         object_size: Option<u64>,
     },
-    /// The answer to `Status`: `len` bytes of JSON follow.
+    /// The answer to `Status`, `Members` or `Drain`: `len` bytes of JSON follow.
     Status {
         len: u32,
     },
@@ -209,7 +228,15 @@ impl ResponseHead {
         let status = match self {
             Self::Page(p) => {
                 let mut buf = [0u8; MAX_PAGE_HEAD_FRAME];
-                let n = encode_page_head(&mut buf, p.object_size, p.digest, p.len, p.tier, p.etag.as_deref());
+                let head = PageHeadRef {
+                    object_size: p.object_size,
+                    digest: p.digest,
+                    len: p.len,
+                    epoch: p.epoch,
+                    tier: p.tier,
+                    etag: p.etag.as_deref(),
+                };
+                let n = encode_page_head(&mut buf, &head);
                 return buf[..n].to_vec();
             }
             Self::Status { len } => {
@@ -256,19 +283,20 @@ impl ResponseHead {
     pub fn decode_head(kind: RequestKind, status: Status, head: &[u8]) -> Result<Self, WireError> {
         let mut c = Cursor::new(head);
         let decoded = match (status, kind) {
-            (Status::Ok, RequestKind::Get) => {
+            (Status::Ok, RequestKind::Get | RequestKind::Peek) => {
                 let object_size = c.u64("object size")?;
                 let digest = c.u64("digest")?;
                 let len = c.u32("payload length")?;
+                let epoch = c.u64("epoch")?;
                 let tier = Tier::try_from(c.u8("tier")?)?;
                 let etag = c.str(1, MAX_ETAG_LEN, "etag")?;
                 if u64::from(len) > object_size {
                     return Err(WireError::Range(format!("{len} bytes of an object of {object_size}")));
                 }
                 let etag = (!etag.is_empty()).then(|| etag.to_owned());
-                Self::Page(PageHead { object_size, digest, len, tier, etag })
+                Self::Page(PageHead { object_size, digest, len, epoch, tier, etag })
             }
-            (Status::Ok, RequestKind::Status) => {
+            (Status::Ok, RequestKind::Status | RequestKind::Members | RequestKind::Drain) => {
                 let len = c.u32("payload length")?;
                 if len > MAX_STATUS_PAYLOAD {
                     return Err(WireError::TooLarge {
@@ -310,6 +338,7 @@ mod tests {
             object_size: 4 << 20,
             digest: 0xdead_beef,
             len: 1 << 20,
+            epoch: 0x1234_5678_9abc,
             tier: Tier::Disk,
             etag: Some("\"abc\"".into()),
         })
@@ -324,6 +353,10 @@ mod tests {
             (RequestKind::Status, ResponseHead::error(Status::Internal, "")),
             (RequestKind::Warm, ResponseHead::Warm { outcome: WarmOutcome::Filled, object_size: Some(4 << 20) }),
             (RequestKind::Warm, ResponseHead::Warm { outcome: WarmOutcome::Absent, object_size: None }),
+            (RequestKind::Peek, page()),
+            (RequestKind::Peek, ResponseHead::error(Status::NotCached, "not here")),
+            (RequestKind::Members, ResponseHead::Status { len: 10 }),
+            (RequestKind::Drain, ResponseHead::error(Status::Forbidden, "not an operator")),
         ] {
             let frame = head.encode();
             assert_eq!(ResponseHead::decode(kind, &frame), Ok(Some((head, frame.len()))));
@@ -340,7 +373,7 @@ mod tests {
         bad[1] = 200;
         assert_eq!(ResponseHead::decode(RequestKind::Get, &bad), Err(WireError::UnknownStatus(200)));
         bad = frame.clone();
-        bad[RESPONSE_PREFIX_LEN + 20] = 9;
+        bad[RESPONSE_PREFIX_LEN + 28] = 9;
         assert_eq!(ResponseHead::decode(RequestKind::Get, &bad), Err(WireError::UnknownTier(9)));
         // A payload longer than the object it claims to be part of.
         let lying = ResponseHead::Page(PageHead { object_size: 10, len: 11, ..page_head() });
@@ -375,7 +408,7 @@ mod tests {
         #[test]
         fn page_heads_round_trip(size in any::<u64>(), digest in any::<u64>(), len in any::<u32>(), etag in "[ -~]{0,255}") {
             let head = ResponseHead::Page(PageHead {
-                object_size: size.max(u64::from(len)), digest, len, tier: Tier::Memory,
+                object_size: size.max(u64::from(len)), digest, len, epoch: digest ^ 7, tier: Tier::Memory,
                 etag: (!etag.is_empty()).then_some(etag),
             });
             let frame = head.encode();

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::MemberState;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub id: String,
@@ -23,4 +25,17 @@ pub struct NodeStatus {
     pub disk_used: u64,
     pub disk_capacity: u64,
     pub page_size: u64,
+    /// `static` or `gossip`.
+    pub membership: String,
+    pub state: MemberState,
+    /// Advertised weight (0 once draining).
+    pub weight: u32,
+    /// Ring epoch as this node sees it.
+    pub epoch: u64,
+    /// Draining, and the handoff window has passed: the node can be stopped without misses.
+    pub drained: bool,
+    /// While draining: seconds until `drained`.
+    pub drain_left_secs: Option<u64>,
+    /// Pages this node got from their previous owner instead of the origin (warm handoff).
+    pub handoff_pages: u64,
 }

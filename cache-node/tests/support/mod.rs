@@ -40,6 +40,18 @@ pub struct Cluster {
     pub dir: TempDir,
     pub s3: S3Origin,
     pub nodes: Vec<NodeProc>,
+    /// Gossip membership seeded by the first node (else a static member list per client).
+    pub gossip: bool,
+}
+
+/// Handoff window of gossip test clusters (short, so drains finish quickly).
+pub const HANDOFF: Duration = Duration::from_secs(5);
+
+/// A loopback UDP port that was free a moment ago (gossip nodes need their addresses before
+/// they start, to be each other's seeds).
+fn free_udp_addr() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.local_addr().expect("addr")
 }
 
 pub fn node_binary() -> PathBuf {
@@ -60,17 +72,40 @@ pub fn cachectl_binary() -> PathBuf {
 impl Cluster {
     /// Starts the origin and one node per id.
     pub async fn start(ids: &[&str]) -> Cluster {
+        Self::start_with(ids, false, &[]).await
+    }
+
+    /// Starts the origin and one node per id, with gossip membership seeded by the first node;
+    /// certificates are made for `spare` ids too, for nodes added later with [`Self::add`].
+    pub async fn start_gossip(ids: &[&str], spare: &[&str]) -> Cluster {
+        Self::start_with(ids, true, spare).await
+    }
+
+    async fn start_with(ids: &[&str], gossip: bool, spare: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        cache_client::certs::generate(&dir.path().join("certs"), ids, &["client"], 30).expect("certificates");
+        let all: Vec<&str> = ids.iter().chain(spare).copied().collect();
+        cache_client::certs::generate(&dir.path().join("certs"), &all, &["client"], 30).expect("certificates");
         let s3 = S3Origin::start(&dir.path().join("origin"), AK, SK).await.expect("S3 origin");
-        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
-        let nodes =
-            ids.iter().map(|id| NodeProc { id: id.to_string(), quic: unbound, admin: unbound, child: None }).collect();
-        let mut cluster = Cluster { dir, s3, nodes };
-        for i in 0..ids.len() {
-            cluster.spawn(i).await;
+        let mut cluster = Cluster { dir, s3, nodes: Vec::new(), gossip };
+        for id in ids {
+            cluster.add(id).await;
         }
         cluster
+    }
+
+    /// Starts one more node (gossip: it joins through the first node).
+    pub async fn add(&mut self, id: &str) -> usize {
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let quic = if self.gossip { free_udp_addr() } else { unbound };
+        self.nodes.push(NodeProc { id: id.to_string(), quic, admin: unbound, child: None });
+        let i = self.nodes.len() - 1;
+        self.spawn(i).await;
+        i
+    }
+
+    /// The `[cluster]` section of a gossip node or client.
+    fn gossip_toml(&self) -> String {
+        format!("[cluster]\nmembership = \"gossip\"\nseeds = [\"{}\"]\n", self.nodes[0].quic)
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -108,6 +143,8 @@ listen = "{quic}"
 admin_listen = "{admin}"
 data_dir = "{data}"
 origin_timeout = "10s"
+operators = ["client"]
+handoff = "{handoff}s"
 [cache]
 memory_capacity = "64MiB"
 disk_capacity = "512MiB"
@@ -116,7 +153,10 @@ page_size = "4MiB"
 ca = "{certs}/ca.pem"
 cert = "{certs}/{id}.pem"
 key = "{certs}/{id}.key"
+{cluster}
 {volume}"#,
+            handoff = HANDOFF.as_secs(),
+            cluster = if self.gossip { self.gossip_toml() } else { String::new() },
             id = n.id,
             quic = n.quic,
             admin = n.admin,
@@ -180,10 +220,11 @@ key = "{certs}/{id}.key"
     pub fn client_toml(&self, token: &str, volume: &str, certs: &Path) -> String {
         let members: Vec<String> =
             self.nodes.iter().map(|n| format!("{{ id = \"{}\", addr = \"{}\" }}", n.id, n.quic)).collect();
+        let cluster =
+            if self.gossip { self.gossip_toml() } else { format!("[cluster]\nmembers = [ {} ]\n", members.join(", ")) };
         format!(
             r#"
-[cluster]
-members = [ {} ]
+{cluster}
 [tls]
 ca = "{certs}/ca.pem"
 cert = "{certs}/client.pem"
@@ -193,7 +234,6 @@ connect_timeout = "1s"
 page_timeout = "10s"
 origin_timeout = "10s"
 {}"#,
-            members.join(", "),
             self.volume_toml(volume, token),
             certs = certs.display(),
         )

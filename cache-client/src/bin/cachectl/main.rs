@@ -1,11 +1,13 @@
 //! `cachectl`: talk to a mirrorcache cluster as a client.
 //!
 //! - `get VOLUME KEY [--offset N] [--len N] [-o FILE] [-v]`: read through the cache
-//! - `status [--json]`: members, reachability and per-node counters
+//! - `status [--json]`: ring epoch, members (state, weight, share), reachability and counters
+//! - `drain NODE [--no-wait]`: take a node off the ring and wait until it can be stopped
 //! - `warmup VOLUME PREFIX [--check | --evict]`: fill (or check, or drop) pages at their owners
 //! - `gateway [--listen ADDR]`: a read-only S3 endpoint over the cluster (bucket = volume)
 //! - `certs --dir DIR --nodes a,b,c --clients NAME`: create a cluster CA and certificates
 
+mod drain;
 mod gateway;
 mod get;
 mod status;
@@ -31,8 +33,10 @@ struct Args {
 enum Command {
     /// Read an object (or a range of it) through the cache.
     Get(get::GetArgs),
-    /// Show every member: address, weight, share of the key space, reachability and counters.
+    /// Show the ring epoch and every member: state, weight, share, reachability and counters.
     Status(status::StatusArgs),
+    /// Take a node off the ring (weight 0) and wait until it can be stopped without misses.
+    Drain(drain::DrainArgs),
     /// Cache every page under a prefix (or in a key file) at its owner; --check, --evict.
     Warmup(warmup::WarmupArgs),
     /// Serve the volumes read-only over the S3 API (bucket = volume, SigV4: volume / token).
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     match args.command {
         Command::Get(get) => get::run(&client(args.config.as_ref())?, get).await,
         Command::Status(status) => status::run(&client(args.config.as_ref())?, status).await,
+        Command::Drain(drain) => drain::run(&client(args.config.as_ref())?, drain).await,
         Command::Warmup(warmup) => warmup::run(&client(args.config.as_ref())?, warmup).await,
         Command::Gateway(gateway) => gateway::run(args.config.as_ref(), gateway).await,
         Command::Certs { dir, nodes, clients, days } => {

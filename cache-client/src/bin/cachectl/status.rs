@@ -1,11 +1,16 @@
-//! `cachectl status`: one screen with every member of the ring: weight, share of the key space,
-//! whether it answers, hit ratio, request, byte and origin rates, errors, latency and cache use,
+//! `cachectl status`: one screen with the ring's epoch and every member of the ring: state,
+//! weight, share of the key space, whether it answers, hit ratio, request, byte and origin rates, errors, latency and cache use,
 //! from each node's own counters (a `Status` request over QUIC). `--watch` refreshes, with rates
 //! over the last interval; a single shot shows averages since each node started.
 
 use std::{collections::HashMap, time::Duration};
 
-use cache_client::{Client, units::ByteSize, wire::NodeStatus};
+use cache_client::{
+    Client,
+    members::RingView,
+    units::ByteSize,
+    wire::{MemberState, NodeStatus},
+};
 use futures::future::join_all;
 use serde::Serialize;
 
@@ -23,6 +28,7 @@ pub struct StatusArgs {
 struct MemberStatus {
     id: String,
     addr: String,
+    state: MemberState,
     weight: u32,
     share: f64,
     reachable: bool,
@@ -30,44 +36,59 @@ struct MemberStatus {
     status: Option<NodeStatus>,
 }
 
-async fn collect(client: &Client) -> Vec<MemberStatus> {
-    let ring = client.ring();
-    let answers = join_all((0..ring.members().len()).map(|i| client.node_status(i))).await;
-    ring.members()
+async fn collect(client: &Client) -> (std::sync::Arc<RingView>, Vec<MemberStatus>) {
+    let view = match client.refresh_members().await {
+        Ok(view) => view,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            client.ring()
+        }
+    };
+    let ring = &view.ring;
+    let answers = join_all(ring.members().iter().map(|m| client.node_status(m))).await;
+    let members = ring
+        .members()
         .iter()
+        .zip(&view.members)
         .zip(answers)
         .zip(ring.shares())
-        .map(|((m, answer), share)| MemberStatus {
+        .map(|(((m, info), answer), share)| MemberStatus {
             id: m.id.to_string(),
             addr: m.addr.to_string(),
-            weight: m.weight,
+            state: info.state,
+            weight: info.weight,
             share,
             reachable: answer.is_ok(),
             error: answer.as_ref().err().cloned(),
             status: answer.ok(),
         })
-        .collect()
+        .collect();
+    (view, members)
+}
+
+fn document(view: &RingView, members: &[MemberStatus]) -> serde_json::Value {
+    serde_json::json!({ "epoch": format!("{:016x}", view.epoch), "members": members })
 }
 
 pub async fn run(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
     let Some(every) = args.watch else {
-        let members = collect(client).await;
+        let (view, members) = collect(client).await;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "members": members }))?);
+            println!("{}", serde_json::to_string_pretty(&document(&view, &members))?);
         } else {
-            print_table(&members, &HashMap::new(), None);
+            print_table(&view, &members, &HashMap::new(), None);
         }
         return Ok(());
     };
     let every = Duration::from_secs(every.max(1));
     let mut previous: HashMap<String, NodeStatus> = HashMap::new();
     loop {
-        let members = collect(client).await;
+        let (view, members) = collect(client).await;
         if args.json {
-            println!("{}", serde_json::to_string(&serde_json::json!({ "members": members }))?);
+            println!("{}", serde_json::to_string(&document(&view, &members))?);
         } else {
             print!("\x1b[2J\x1b[H");
-            print_table(&members, &previous, Some(every));
+            print_table(&view, &members, &previous, Some(every));
         }
         previous = members.into_iter().filter_map(|m| m.status.map(|s| (m.id, s))).collect();
         tokio::select! {
@@ -91,11 +112,18 @@ fn rates(now: &NodeStatus, before: Option<&NodeStatus>, interval: Option<Duratio
     )
 }
 
-fn print_table(members: &[MemberStatus], previous: &HashMap<String, NodeStatus>, interval: Option<Duration>) {
+fn print_table(
+    view: &RingView,
+    members: &[MemberStatus],
+    previous: &HashMap<String, NodeStatus>,
+    interval: Option<Duration>,
+) {
+    println!("ring epoch {:016x}, {} members", view.epoch, members.len());
     println!(
-        "{:<8} {:<21} {:>3} {:>6} {:>4} {:>6} {:>8} {:>10} {:>8} {:>6} {:>8} {:>8} {:>17} {:>17}",
+        "{:<8} {:<21} {:<8} {:>3} {:>6} {:>4} {:>6} {:>8} {:>10} {:>8} {:>6} {:>8} {:>8} {:>17} {:>17}",
         "NODE",
         "ADDR",
+        "STATE",
         "WT",
         "SHARE",
         "UP",
@@ -113,9 +141,10 @@ fn print_table(members: &[MemberStatus], previous: &HashMap<String, NodeStatus>,
         let share = format!("{:.1}%", m.share * 100.0);
         let Some(s) = &m.status else {
             println!(
-                "{:<8} {:<21} {:>3} {:>6} {:>4}  {}",
+                "{:<8} {:<21} {:<8} {:>3} {:>6} {:>4}  {}",
                 m.id,
                 m.addr,
+                m.state.as_str(),
                 m.weight,
                 share,
                 "NO",
@@ -130,10 +159,12 @@ fn print_table(members: &[MemberStatus], previous: &HashMap<String, NodeStatus>,
         };
         let (req, bytes, origin) = rates(s, previous.get(&m.id), interval);
         let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}ms"));
+        let state = if s.drained { "drained".to_owned() } else { m.state.as_str().to_owned() };
         println!(
-            "{:<8} {:<21} {:>3} {:>6} {:>4} {:>6} {:>8.1} {:>10} {:>8.1} {:>6} {:>8} {:>8} {:>17} {:>17}",
+            "{:<8} {:<21} {:<8} {:>3} {:>6} {:>4} {:>6} {:>8.1} {:>10} {:>8.1} {:>6} {:>8} {:>8} {:>17} {:>17}",
             m.id,
             m.addr,
+            state,
             m.weight,
             share,
             "yes",

@@ -1,0 +1,179 @@
+//! Where a client's ring comes from. `static`: the config's member list, fixed. `gossip`: the
+//! nodes themselves. The client asks a seed (or any member it knows) for `Members` before its
+//! first read, and again when an answer carries an epoch other than its ring's, so a ring change
+//! reaches a client with its next read from any node. Refreshes are one at a time and at most
+//! one per [`MIN_REFRESH_INTERVAL`], so nodes that briefly disagree cannot make a client spin.
+//!
+//! A stale ring is safe: a wrong owner answers from its cache or reads the origin (a miss, not a
+//! wrong byte), and a member that is gone fails over to the next one, then to the origin.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crate::{
+    Client,
+    config::{ClusterConfig, Membership},
+    members::RingView,
+    ring::Member,
+    wire::{MembersAnswer, Request, ResponseHead},
+};
+
+/// Least time between two refreshes of a client's ring.
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// Most members a `Members` answer may list.
+pub const MAX_MEMBERS: usize = 4096;
+
+#[derive(Debug)]
+pub(crate) struct RingSource {
+    membership: Membership,
+    seeds: Vec<SocketAddr>,
+    /// Connects to a seed whatever its node id (see `node_cert`).
+    seed_config: quinn::ClientConfig,
+    view: RwLock<Arc<RingView>>,
+    refreshing: AtomicBool,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl RingSource {
+    pub(crate) fn new(cluster: &ClusterConfig, seed_config: quinn::ClientConfig) -> Self {
+        let view = match cluster.membership {
+            Membership::Static => RingView::from_config(cluster),
+            Membership::Gossip => RingView::new(Vec::new()),
+        };
+        Self {
+            membership: cluster.membership,
+            seeds: cluster.seeds.clone(),
+            seed_config,
+            view: RwLock::new(view),
+            refreshing: AtomicBool::new(false),
+            last_refresh: Mutex::new(None),
+        }
+    }
+
+    fn current(&self) -> Arc<RingView> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Parses a `Members` answer into a ring.
+fn parse_members(head: ResponseHead, payload: &[u8]) -> Result<Arc<RingView>, String> {
+    match head {
+        ResponseHead::Status { .. } => {
+            let answer: MembersAnswer =
+                serde_json::from_slice(payload).map_err(|e| format!("bad members JSON: {e}"))?;
+            if answer.members.len() > MAX_MEMBERS {
+                return Err(format!("{} members, more than {MAX_MEMBERS}", answer.members.len()));
+            }
+            let mut ids: Vec<_> = answer.members.iter().map(|m| &m.id).collect();
+            ids.sort();
+            if ids.windows(2).any(|w| w[0] == w[1]) {
+                return Err("a members answer lists an id twice".into());
+            }
+            Ok(RingView::new(answer.members))
+        }
+        ResponseHead::Error(e) => Err(format!("refused ({}): {}", e.status.as_str(), e.message)),
+        other => Err(format!("not a members answer: {other:?}")),
+    }
+}
+
+impl Client {
+    /// The ring this client routes by, with its members and epoch.
+    pub fn ring(&self) -> Arc<RingView> {
+        self.ring_source.current()
+    }
+
+    /// Asks the cluster for its members (gossip membership; static membership keeps its list):
+    /// the members this client knows first, then the seeds. Returns the ring in use afterwards.
+    pub async fn refresh_members(&self) -> Result<Arc<RingView>, String> {
+        let source = &self.ring_source;
+        if source.membership == Membership::Static {
+            return Ok(source.current());
+        }
+        let timeout = self.timeouts.page_timeout.0;
+        let mut why = Vec::new();
+        for m in &source.current().members {
+            let member = Member { id: m.id.clone(), addr: m.addr, weight: m.weight };
+            match self.pool.exchange(&member, &Request::Members, timeout, |_| Ok(())).await {
+                Ok((head, payload)) => match parse_members(head, &payload) {
+                    Ok(view) => return Ok(self.install(view)),
+                    Err(e) => why.push(format!("{}: {e}", m.id)),
+                },
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        for &seed in &source.seeds {
+            match self.pool.ask_addr(&source.seed_config, seed, &Request::Members, timeout).await {
+                Ok((head, payload)) => match parse_members(head, &payload) {
+                    Ok(view) => return Ok(self.install(view)),
+                    Err(e) => why.push(format!("seed {seed}: {e}")),
+                },
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        Err(format!("no node told its members: {}", why.join("; ")))
+    }
+
+    fn install(&self, view: Arc<RingView>) -> Arc<RingView> {
+        let source = &self.ring_source;
+        let mut current = source.view.write().unwrap_or_else(|e| e.into_inner());
+        if current.epoch != view.epoch {
+            tracing::info!(epoch = format_args!("{:016x}", view.epoch), members = view.members.len(), "ring changed");
+            self.pool.retain(|id| view.get(id.as_str()).is_some());
+            *current = view;
+        }
+        current.clone()
+    }
+
+    /// Before a read: a gossip client that has no ring yet asks for one (if no node answers,
+    /// reads go to the origin, and the next read asks again).
+    pub(crate) async fn ensure_ring(&self) {
+        if self.ring_source.membership == Membership::Gossip && self.ring().members.is_empty() {
+            let _ = self.refresh_if_due(None).await;
+        }
+    }
+
+    /// After an answer from `from` that carried `epoch`: refresh the ring (from `from`, which is
+    /// alive and knows the newer ring) if it has another epoch.
+    pub(crate) async fn note_epoch(&self, epoch: u64, from: &Member) {
+        if self.ring_source.membership == Membership::Gossip && epoch != self.ring().epoch {
+            let _ = self.refresh_if_due(Some(from)).await;
+        }
+    }
+
+    /// One refresh at a time, at most one per [`MIN_REFRESH_INTERVAL`]; others go on with the
+    /// ring they have.
+    async fn refresh_if_due(&self, from: Option<&Member>) -> Result<(), String> {
+        let source = &self.ring_source;
+        {
+            let last = source.last_refresh.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
+                return Ok(());
+            }
+        }
+        if source.refreshing.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = match from {
+            Some(member) => {
+                let timeout = self.timeouts.page_timeout.0;
+                match self.pool.exchange(member, &Request::Members, timeout, |_| Ok(())).await {
+                    Ok((head, payload)) => parse_members(head, &payload).map(|view| drop(self.install(view))),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => self.refresh_members().await.map(drop),
+        };
+        *source.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        source.refreshing.store(false, Ordering::Release);
+        if let Err(e) = &result {
+            tracing::debug!(error = %e, "ring refresh failed");
+        }
+        result
+    }
+}

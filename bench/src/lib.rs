@@ -1,7 +1,7 @@
-//! Shared setup for the criterion benches in `benches/` and the cluster load tool: certificates, an
-//! in-process S3 origin with JuiceFS-shaped 4 MiB objects, node and client configs, a node with a
-//! client on loopback, a bare quinn pair with the same transport and TLS, and a driver that keeps
-//! `n` operations in flight.
+//! Shared setup for the criterion benches in `benches/`, the cluster load tool ([`load`]) and the
+//! correctness checker ([`check`]): certificates, an in-process S3 origin with JuiceFS-shaped
+//! 4 MiB objects, node and client configs, a node with a client on loopback, a bare quinn pair
+//! with the same transport and TLS, and a driver that keeps `n` operations in flight.
 //!
 //! ```text
 //!  Loopback::start ─► certs (ca, a, client) ─► S3Origin (put objects) ─► RunningNode "a" ─► Client
@@ -30,6 +30,7 @@ use cache_client::{
 use cache_node::{RunningNode, config::NodeConfig, metrics::NodeMetrics, store::PageStore, testkit::S3Origin};
 use tempfile::TempDir;
 
+pub mod check;
 pub mod load;
 pub mod proxy;
 

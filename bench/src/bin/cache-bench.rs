@@ -1,24 +1,31 @@
 //! `cache-bench`: drives a running mirrorcache cluster from a client config and prints what it
-//! measured (see `bench::load` for the modes and the report's fields, `bench::proxy` for the
-//! proxy).
+//! measured (see `bench::load` for the modes and the report's fields), checks every byte it reads
+//! (`check`, see `bench::check` for the counters and the JSON lines), or runs a delaying origin
+//! proxy (`bench::proxy`).
 //!
 //! ```text
 //! cache-bench --config FILE --volume VOL --mode origin,warm [--objects N] [--object-size 4MiB]
 //!             [--prefix P] [--range 128KiB] [--zipf S] [--concurrency C] [--requests R]
 //!             [--seconds T] [--seed N] [--verify] [--node-pids PID,PID] [--json]
 //! cache-bench populate --config FILE --volume VOL [--objects N] [--object-size 4MiB] [--prefix P]
+//! cache-bench check --config FILE --volume VOL [--objects N] [--object-size 4MiB] [--prefix P]
+//!             [--range 128KiB] [--concurrency 8] [--seconds 30] [--requests 1000000]
+//!             [--deadline 30s] [--seed 1] [--progress] [--json] [--allow-errors] [--stop-file PATH]
 //! cache-bench proxy --listen 127.0.0.1:9400 --upstream 127.0.0.1:9000 --delay 50ms [--bandwidth 100MB]
 //! ```
 //!
 //! Several modes run one after another on the same client and objects, and print one table (or
 //! with `--json` one JSON line per mode). Every run stops by itself (`--requests` or `--seconds`,
-//! whichever comes first); Ctrl-C or SIGTERM stops early. Certificate paths in the config are
-//! relative to the working directory, as for `cachectl`.
+//! whichever comes first); Ctrl-C or SIGTERM stops early. `check` also stops on Ctrl-C, SIGTERM
+//! or its stop file, and still prints its summary; it exits non-zero if any read returned wrong or
+//! too few bytes, was late, or (without `--allow-errors`) failed. Certificate paths in the config
+//! are relative to the working directory, as for `cachectl`.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{io::Write as _, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use bench::{
+    check::{self, CheckSpec},
     load::{self, LoadSpec, Mode, Target},
     proxy::{Proxy, ProxyOptions},
 };
@@ -50,6 +57,9 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
     },
+    /// Read the objects with many readers and check every byte and every read's deadline, until
+    /// `--seconds`, `--requests`, Ctrl-C, SIGTERM or the stop file; exit non-zero on any failure.
+    Check(CheckArgs),
     /// Run a TCP proxy in front of an origin's HTTP endpoint that delays every request and caps
     /// the response bandwidth, until Ctrl-C (or `--seconds`).
     Proxy(ProxyArgs),
@@ -111,6 +121,43 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
+struct CheckArgs {
+    #[command(flatten)]
+    objects: ObjectArgs,
+    /// Length of range and page-crossing reads (and at most the excess of reads to the end).
+    #[arg(long, default_value = "128KiB", value_parser = size)]
+    range: u64,
+    /// Readers in flight.
+    #[arg(long, default_value_t = 8, value_parser = at_least_one)]
+    concurrency: usize,
+    /// Stop after this many seconds...
+    #[arg(long, default_value_t = 30.0, value_parser = seconds, allow_negative_numbers = true)]
+    seconds: f64,
+    /// ...or this many reads, whichever comes first.
+    #[arg(long, default_value_t = 1_000_000)]
+    requests: u64,
+    /// A read slower than this is late (a failure); one not answered by deadline + min(deadline,
+    /// 5s) is given up.
+    #[arg(long, default_value = "30s", value_parser = span)]
+    deadline: Duration,
+    /// Seed of the objects and shapes chosen.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print one JSON line of the last second's counters to stderr every second.
+    #[arg(long)]
+    progress: bool,
+    /// Print the summary as one JSON line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Read errors (e.g. with the origin down) do not fail the run; wrong, short and late reads do.
+    #[arg(long)]
+    allow_errors: bool,
+    /// Stop (and print the summary) when this file appears.
+    #[arg(long)]
+    stop_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 struct ProxyArgs {
     #[arg(long, default_value = "127.0.0.1:9400")]
     listen: SocketAddr,
@@ -138,12 +185,33 @@ fn span(s: &str) -> Result<Duration, String> {
     s.parse::<Span>().map(|s| s.0)
 }
 
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && Duration::try_from_secs_f64(t).is_ok() => Ok(t),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let work = match cli.command {
         // The proxy watches the signals itself, to print its counters when it stops.
         Some(Command::Proxy(args)) => return proxy(args).await,
+        // So does the checker, which exits with 1 when a check failed (having said which).
+        Some(Command::Check(args)) => {
+            if !check(args).await? {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
         Some(Command::Populate { objects, concurrency }) => {
             futures::future::Either::Left(populate(objects, concurrency))
         }
@@ -225,6 +293,50 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let failed: u64 = reports.iter().map(|r| r.errors).sum();
     anyhow::ensure!(failed == 0, "{failed} reads failed");
     Ok(())
+}
+
+/// Runs the checker and prints its summary; `false` if a check failed.
+async fn check(args: CheckArgs) -> anyhow::Result<bool> {
+    let (config, volume) = args.objects.load()?;
+    let client = Arc::new(Client::new(&config)?);
+    let spec = CheckSpec {
+        prefix: args.objects.prefix.clone(),
+        range: args.range,
+        concurrency: args.concurrency,
+        requests: args.requests,
+        duration: Duration::from_secs_f64(args.seconds),
+        deadline: args.deadline,
+        seed: args.seed,
+        ..CheckSpec::new(args.objects.objects, args.objects.object_size)
+    };
+    let stop = async {
+        match &args.stop_file {
+            Some(path) => tokio::select! {
+                () = stop_signal() => {}
+                () = check::file_appears(path) => {}
+            },
+            None => stop_signal().await,
+        }
+    };
+    let progress = |p: &check::Progress| {
+        if let (true, Ok(line)) = (args.progress, serde_json::to_string(p)) {
+            eprintln!("{line}");
+        }
+    };
+    spec.validate(u64::from(client.page_size()))?;
+    eprintln!("checking {} objects of {} in volume {volume}...", spec.objects, ByteSize(spec.object_size));
+    let summary = check::run(client, &volume, &spec, stop, progress).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    std::io::stdout().flush()?;
+    let failed = summary.failed(args.allow_errors);
+    if !failed.is_empty() {
+        eprintln!("check failed: {}", failed.join("; "));
+    }
+    Ok(failed.is_empty())
 }
 
 async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {

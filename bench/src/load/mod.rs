@@ -24,6 +24,11 @@
 //! with `verify` its bytes too (against [`crate::content`], which costs client CPU: leave it off
 //! when measuring CPU). A read that fails or exceeds `read_timeout` is counted as an error and the
 //! run goes on; latency quantiles are over successful reads.
+//!
+//! `cache-bench check` ([`crate::check`]) reads the same objects (named by [`keys`], written by
+//! [`populate`]) to check correctness instead of speed: every byte of reads of mixed shapes, the
+//! source of every page, and a deadline per read, with a JSON line per second to follow a
+//! scenario (a node restarted, the origin down) as it happens.
 
 mod engine;
 pub mod keys;

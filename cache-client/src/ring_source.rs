@@ -1,20 +1,20 @@
 //! Where a client's ring comes from. `static`: the config's member list, fixed. `gossip`: the
 //! nodes themselves. The client asks a seed (or any member it knows) for `Members` before its
-//! first read, and again when an answer carries an epoch other than its ring's, so a ring change
-//! reaches a client with its next read from any node. Refreshes are one at a time and at most
-//! one per [`MIN_REFRESH_INTERVAL`], so nodes that briefly disagree cannot make a client spin.
+//! first read (reads that start meanwhile wait for that answer), and again when an answer
+//! carries an epoch other than its ring's, so a ring change reaches a client with its next read
+//! from any node. Refreshes are one at a time and at most one per [`MIN_REFRESH_INTERVAL`], so
+//! nodes that briefly disagree cannot make a client spin.
 //!
 //! A stale ring is safe: a wrong owner answers from its cache or reads the origin (a miss, not a
 //! wrong byte), and a member that is gone fails over to the next one, then to the origin.
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc, Mutex, RwLock,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
+
+use tokio::sync::Mutex;
 
 use crate::{
     Client,
@@ -36,7 +36,7 @@ pub(crate) struct RingSource {
     /// Connects to a seed whatever its node id (see `node_cert`).
     seed_config: quinn::ClientConfig,
     view: RwLock<Arc<RingView>>,
-    refreshing: AtomicBool,
+    /// Held while a refresh runs; the time of the last one.
     last_refresh: Mutex<Option<Instant>>,
 }
 
@@ -51,7 +51,6 @@ impl RingSource {
             seeds: cluster.seeds.clone(),
             seed_config,
             view: RwLock::new(view),
-            refreshing: AtomicBool::new(false),
             last_refresh: Mutex::new(None),
         }
     }
@@ -130,50 +129,41 @@ impl Client {
         current.clone()
     }
 
-    /// Before a read: a gossip client that has no ring yet asks for one (if no node answers,
-    /// reads go to the origin, and the next read asks again).
+    /// Before a read: a gossip client that has no ring yet asks for one, and reads that start
+    /// meanwhile wait for it (if no node answers, reads go to the origin, and a read after
+    /// [`MIN_REFRESH_INTERVAL`] asks again).
     pub(crate) async fn ensure_ring(&self) {
-        if self.ring_source.membership == Membership::Gossip && self.ring().members.is_empty() {
-            let _ = self.refresh_if_due(None).await;
+        if self.ring_source.membership != Membership::Gossip || !self.ring().members.is_empty() {
+            return;
+        }
+        let mut last = self.ring_source.last_refresh.lock().await;
+        if self.ring().members.is_empty() && !last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
+            if let Err(e) = self.refresh_members().await {
+                tracing::warn!(error = %e, "no ring yet; reading the origin");
+            }
+            *last = Some(Instant::now());
         }
     }
 
-    /// After an answer from `from` that carried `epoch`: refresh the ring (from `from`, which is
-    /// alive and knows the newer ring) if it has another epoch.
+    /// After an answer from `from` that carried `epoch`: refresh the ring from `from` (alive, and
+    /// it knows the newer ring) if it has another epoch, unless a refresh is running or ran
+    /// within [`MIN_REFRESH_INTERVAL`]; the read goes on either way.
     pub(crate) async fn note_epoch(&self, epoch: u64, from: &Member) {
-        if self.ring_source.membership == Membership::Gossip && epoch != self.ring().epoch {
-            let _ = self.refresh_if_due(Some(from)).await;
+        if self.ring_source.membership != Membership::Gossip || epoch == self.ring().epoch {
+            return;
         }
-    }
-
-    /// One refresh at a time, at most one per [`MIN_REFRESH_INTERVAL`]; others go on with the
-    /// ring they have.
-    async fn refresh_if_due(&self, from: Option<&Member>) -> Result<(), String> {
-        let source = &self.ring_source;
-        {
-            let last = source.last_refresh.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
-                return Ok(());
-            }
+        let Ok(mut last) = self.ring_source.last_refresh.try_lock() else { return };
+        if last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
+            return;
         }
-        if source.refreshing.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let result = match from {
-            Some(member) => {
-                let timeout = self.timeouts.page_timeout.0;
-                match self.pool.exchange(member, &Request::Members, timeout, |_| Ok(())).await {
-                    Ok((head, payload)) => parse_members(head, &payload).map(|view| drop(self.install(view))),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            None => self.refresh_members().await.map(drop),
+        let timeout = self.timeouts.page_timeout.0;
+        let result = match self.pool.exchange(from, &Request::Members, timeout, |_| Ok(())).await {
+            Ok((head, payload)) => parse_members(head, &payload).map(|view| drop(self.install(view))),
+            Err(e) => Err(e.to_string()),
         };
-        *source.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        source.refreshing.store(false, Ordering::Release);
-        if let Err(e) = &result {
+        *last = Some(Instant::now());
+        if let Err(e) = result {
             tracing::debug!(error = %e, "ring refresh failed");
         }
-        result
     }
 }

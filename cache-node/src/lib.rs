@@ -135,7 +135,7 @@ impl RunningNode {
                     id: me.id.clone(),
                     addr: me.addr,
                     weight: me.weight,
-                    state: MemberState::Joining,
+                    state: MemberState::Serving,
                     generation,
                 };
                 let gossip = Gossip::new(peer, &seeds, generation ^ u64::from(quic_addr.port()));

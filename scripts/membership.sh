@@ -132,9 +132,11 @@ status_json() { ctl status --json 2>/dev/null; }
 # ring_ids: the ring as a node tells it, e.g. "a b c".
 ring_ids() { status_json | jq -r '[.members[].id] | join(" ")'; }
 origin_gets() { status_json | jq '[.members[].status.origin_requests // 0] | add'; }
-wait_ring() { # wait_ring "a b c d" [limit seconds]
+# converged: every member answers and reports the same ring epoch.
+converged() { status_json | jq -e '[.members[] | .status.epoch // "down"] | unique | length == 1' >/dev/null; }
+wait_ring() { # wait_ring "a b c d" [limit seconds]: that ring, the same on every member
   local limit=${2:-30} start=$SECONDS
-  while [[ "$(ring_ids)" != "$1" ]]; do
+  while [[ "$(ring_ids)" != "$1" ]] || ! converged; do
     ((SECONDS - start < limit)) || { echo "ring is '$(ring_ids)', not '$1' after ${limit}s" >&2; exit 1; }
     sleep 0.2
   done

@@ -38,6 +38,18 @@ async fn ring_ids(client: &Client) -> Vec<(String, MemberState)> {
     view.members.iter().map(|m| (m.id.to_string(), m.state)).collect()
 }
 
+/// Whether every member of the client's ring reports the client's epoch (gossip has converged).
+async fn converged(client: &Client) -> bool {
+    let view = client.ring();
+    for m in view.ring.members() {
+        match client.node_status(m).await {
+            Ok(s) if s.epoch == view.epoch => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn put_all(cluster: &Cluster) -> Vec<(ObjectKey, Bytes)> {
     (0..OBJECTS)
         .map(|i| {
@@ -68,8 +80,9 @@ async fn ring_follows_joins_drains_and_deaths() {
     let mut cluster = Cluster::start_gossip(&["a", "b", "c"], &["d"]).await;
     let client = cluster.client();
     let names = |ids: &[(String, MemberState)]| ids.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>();
-    wait_for("3 members on the client's ring", Duration::from_secs(20), async || {
-        names(&ring_ids(&client).await) == ["a", "b", "c"]
+    let serving = |id: &str| (id.to_owned(), MemberState::Serving);
+    wait_for("3 serving members on the client's ring", Duration::from_secs(20), async || {
+        ring_ids(&client).await == [serving("a"), serving("b"), serving("c")]
     })
     .await;
     let objects = put_all(&cluster);
@@ -81,8 +94,8 @@ async fn ring_follows_joins_drains_and_deaths() {
     // owners, not from the origin.
     let before = client.ring();
     cluster.add("d").await;
-    wait_for("d on the client's ring", Duration::from_secs(20), async || {
-        names(&ring_ids(&client).await) == ["a", "b", "c", "d"]
+    wait_for("d on every ring", Duration::from_secs(20), async || {
+        names(&ring_ids(&client).await) == ["a", "b", "c", "d"] && converged(&client).await
     })
     .await;
     let after = client.ring();

@@ -12,13 +12,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::Context as _;
 use bench::load::object_keys;
-use cache_client::{
-    key::Volume,
-    members::RingView,
-    ring::page_point,
-    units::ByteSize,
-    wire::MemberInfo,
-};
+use cache_client::{key::Volume, members::RingView, ring::page_point, units::ByteSize, wire::MemberInfo};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -46,7 +40,8 @@ fn ring(path: &PathBuf) -> anyhow::Result<std::sync::Arc<RingView>> {
         members: Vec<MemberInfo>,
     }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: Doc = serde_json::from_str(&text).with_context(|| format!("{}: not `cachectl status --json`", path.display()))?;
+    let doc: Doc =
+        serde_json::from_str(&text).with_context(|| format!("{}: not `cachectl status --json`", path.display()))?;
     Ok(RingView::new(doc.members))
 }
 

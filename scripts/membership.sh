@@ -11,142 +11,21 @@
 # Cleans up after itself (namespaces, bridge, processes), also on failure or Ctrl-C.
 #
 #   sudo scripts/membership.sh            # ~3 minutes on 2 cores
-#   OBJECTS=64 SECONDS_LOAD=120 scripts/membership.sh
+#   OBJECTS=64 HANDOFF=30 KEEP=1 scripts/membership.sh   # KEEP: leave the logs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OBJECTS=${OBJECTS:-48}          # 4 MiB objects the checker reads (whole, ranges, across pages)
 HANDOFF=${HANDOFF:-20}          # seconds of warm handoff (and of a drain's wait)
 CONCURRENCY=${CONCURRENCY:-4}
-BIN=${BIN:-target/debug}
-NET=10.77.0
-BR=mcbr0
-NODES=(a b c d)
-W=$(mktemp -d /tmp/mc-membership.XXXXXX)
-pids=()
-
-[[ $(id -u) == 0 ]] || { echo "membership.sh needs root (ip netns)" >&2; exit 2; }
-for tool in ip jq; do command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 2; }; done
-
-cleanup() {
-  set +e
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  for n in "${NODES[@]}"; do ip netns del "mc-$n" 2>/dev/null; ip link del "mc-$n-h" 2>/dev/null; done
-  ip link del $BR 2>/dev/null
-  if [[ -n "${KEEP:-}" ]]; then echo "logs kept in $W"; else rm -rf "$W"; fi
-}
-trap cleanup EXIT INT TERM
+source scripts/lib/netns-cluster.sh
+trap cluster_cleanup EXIT INT TERM
 
 echo "== build"
-# The debug build the tests made (CI builds once); a no-op when it is there.
-cargo build --quiet --locked -p cache-node --features testkit --bins
-cargo build --quiet --locked -p cache-client --bins
-cargo build --quiet --locked -p bench --bins
-
+cluster_build
 echo "== network: bridge $BR, namespaces mc-{a,b,c,d} on $NET.0/24"
-ip link add $BR type bridge
-ip addr add $NET.1/24 dev $BR
-ip link set $BR up
-for i in "${!NODES[@]}"; do
-  n=${NODES[$i]}
-  ip netns add "mc-$n"
-  ip link add "mc-$n-h" type veth peer name eth0 netns "mc-$n"
-  ip link set "mc-$n-h" master $BR up
-  ip -n "mc-$n" addr add "$NET.$((11 + i))/24" dev eth0
-  ip -n "mc-$n" link set eth0 up
-  ip -n "mc-$n" link set lo up
-  ip -n "mc-$n" route add default via $NET.1
-done
-addr() { local i; for i in "${!NODES[@]}"; do [[ ${NODES[$i]} == "$1" ]] && echo "$NET.$((11 + i))"; done; }
-
-"$BIN/cachectl" certs --dir "$W/certs" --nodes a,b,c,d --clients client >/dev/null
-mkdir -p "$W/logs" "$W/origin/demo"
-"$BIN/mirror-origin" --dir "$W/origin" --listen $NET.1:9000 >"$W/logs/origin.log" 2>&1 &
-pids+=($!)
-
-volume_toml() {
-  cat <<TOML
-[[volume]]
-name = "vol1"
-token = "vol1-token-0123456789"
-[[volume.origin]]
-url = "s3://demo/vol1"
-endpoint = "http://$NET.1:9000"
-region = "us-east-1"
-access_key_id = "mirrorcache-demo"
-secret_access_key = "mirrorcache-demo-secret"
-allow_http = true
-TOML
-}
-
-# node_config ID HANDOFF_SECS
-node_config() {
-  cat >"$W/$1.toml" <<TOML
-[node]
-id = "$1"
-listen = "$(addr "$1"):7000"
-admin_listen = "$(addr "$1"):9100"
-data_dir = "$W/data/$1"
-operators = ["client"]
-handoff = "${2}s"
-[cache]
-memory_capacity = "512MiB"
-disk_capacity = "1GiB"
-direct_io = false
-[tls]
-ca = "$W/certs/ca.pem"
-cert = "$W/certs/$1.pem"
-key = "$W/certs/$1.key"
-[cluster]
-membership = "gossip"
-seeds = ["$(addr a):7000", "$(addr b):7000"]
-$(volume_toml)
-TOML
-}
-
-cat >"$W/client.toml" <<TOML
-[cluster]
-membership = "gossip"
-seeds = ["$(addr a):7000", "$(addr b):7000"]
-[tls]
-ca = "$W/certs/ca.pem"
-cert = "$W/certs/client.pem"
-key = "$W/certs/client.key"
-[client]
-connect_timeout = "1s"
-page_timeout = "10s"
-$(volume_toml)
-TOML
-
-declare -A node_pid
-start_node() {
-  ip netns exec "mc-$1" "$BIN/cache-node" --config "$W/$1.toml" >>"$W/logs/$1.log" 2>&1 &
-  node_pid[$1]=$!
-  pids+=($!)
-  for _ in $(seq 300); do grep -q "serving QUIC" "$W/logs/$1.log" && return 0; sleep 0.1; done
-  cat "$W/logs/$1.log" >&2; echo "node $1 did not start" >&2; exit 1
-}
-ctl() { "$BIN/cachectl" --config "$W/client.toml" "$@"; }
-status_json() { ctl status --json 2>/dev/null; }
-# ring_ids: the ring as a node tells it, e.g. "a b c".
-ring_ids() { status_json | jq -r '[.members[].id] | join(" ")'; }
-origin_gets() { status_json | jq '[.members[].status.origin_requests // 0] | add'; }
-# converged: every member answers and reports the same ring epoch.
-converged() { status_json | jq -e '[.members[] | .status.epoch // "down"] | unique | length == 1' >/dev/null; }
-wait_ring() { # wait_ring "a b c d" [limit seconds]: that ring, the same on every member
-  local limit=${2:-30} start=$SECONDS
-  while [[ "$(ring_ids)" != "$1" ]] || ! converged; do
-    ((SECONDS - start < limit)) || { echo "ring is '$(ring_ids)', not '$1' after ${limit}s" >&2; exit 1; }
-    sleep 0.2
-  done
-}
-warm() { ctl warmup vol1 bench/ >/dev/null; }
-fail=0
-figure() { echo "FIGURE $*"; }
-check() { # check NAME OK(0/1) DETAIL
-  if [[ $2 == 1 ]]; then echo "PASS $1: $3"; else echo "FAIL $1: $3"; fail=1; fi
-}
+cluster_network
+cluster_base
 
 "$BIN/cache-bench" populate --config "$W/client.toml" --volume vol1 --objects "$OBJECTS" >/dev/null
 pages=$OBJECTS

@@ -3,7 +3,9 @@
 //!
 //! For each page of the range (concurrently): ask the page's owner on the ring; on any failure
 //! (unreachable, deadline, refusal, a digest or length that does not check out) ask the next
-//! distinct node; then read the origin directly. Only a node answer whose length matches the
+//! distinct node; then read the origin directly. An owner that has not answered within
+//! `hedge_after` gets company: the next node is asked too, and the first good answer wins
+//! (`hedge.rs`: at most about one extra request in ten). Only a node answer whose length matches the
 //! object size it reports and whose digest, bound to the request, matches the bytes is used.
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
@@ -14,6 +16,7 @@ use futures::future::try_join_all;
 use crate::{
     config::{ClientConfig, ClientSection},
     digest::page_digest,
+    hedge::HedgeBudget,
     key::{ObjectKey, Volume},
     origin::{OriginChain, OriginError},
     page::{Piece, pieces},
@@ -79,6 +82,7 @@ pub struct Client {
     pub(crate) page_size: u32,
     pub(crate) timeouts: ClientSection,
     stats: ClientStats,
+    hedges: HedgeBudget,
 }
 
 struct PieceRead {
@@ -141,6 +145,7 @@ impl Client {
             page_size: config.cache.page_size.0 as u32,
             timeouts: config.client,
             stats: ClientStats::default(),
+            hedges: HedgeBudget::default(),
         })
     }
 
@@ -265,29 +270,77 @@ impl Client {
         let mut passed_over = Vec::new();
         self.ensure_ring().await;
         let view = self.ring();
-        for idx in view.ring.walk(page_point(volume, key, piece.page)).take(NODE_TRIES) {
-            let member = view.ring.member(idx);
-            let id = member.id.to_string();
-            match self.ask(member, &request, volume, key, piece).await {
+        let nodes: Vec<&Member> =
+            view.ring.walk(page_point(volume, key, piece.page)).take(NODE_TRIES).map(|i| view.ring.member(i)).collect();
+        let pass_over = |member: &Member, pass: Pass, passed_over: &mut Vec<String>| {
+            let id = &member.id;
+            let (label, why) = match pass {
+                Pass::Exchange(e) => (e.reason().to_owned(), e.to_string()),
+                Pass::Refused { status, message } => {
+                    (format!("refused_{status}"), format!("node {id} refused: {message}"))
+                }
+                Pass::Corrupt => ("corrupt".to_owned(), format!("node {id} sent bytes that fail their digest")),
+            };
+            tracing::debug!(%volume, %key, page = piece.page, %why, "passing over a node");
+            self.stats.record_fallback(&label);
+            passed_over.push(why);
+        };
+        let ask = |member| self.ask(member, &request, volume, key, piece);
+        let mut next = 0;
+        while next < nodes.len() {
+            let primary = nodes[next];
+            next += 1;
+            self.hedges.earn();
+            let mut first = std::pin::pin!(ask(primary));
+            let hedge_after = self.timeouts.hedge_after.0;
+            let can_hedge = next < nodes.len() && !hedge_after.is_zero();
+            let early = tokio::select! {
+                r = &mut first => Some(r),
+                _ = tokio::time::sleep(hedge_after), if can_hedge => None,
+            };
+            if early.is_none() {
+                // Slow: enough of these and the node is set aside (and probed back later).
+                self.pool.note_slow(primary);
+            }
+            let (member, result) = match early {
+                Some(r) => (primary, r),
+                None if self.hedges.try_spend() => {
+                    // The owner is slow: ask the next node too; the first good answer wins.
+                    let backup = nodes[next];
+                    next += 1;
+                    self.stats.record_fallback("hedged");
+                    let mut second = std::pin::pin!(ask(backup));
+                    tokio::select! {
+                        r = &mut first => match r {
+                            Ok(page) => (primary, Ok(page)),
+                            Err(pass) => {
+                                pass_over(primary, pass, &mut passed_over);
+                                (backup, second.await)
+                            }
+                        },
+                        r = &mut second => match r {
+                            Ok(page) => {
+                                passed_over.push(format!("node {} slower than {hedge_after:?}", primary.id));
+                                (backup, Ok(page))
+                            }
+                            Err(pass) => {
+                                pass_over(backup, pass, &mut passed_over);
+                                (primary, first.await)
+                            }
+                        },
+                    }
+                }
+                None => (primary, first.await),
+            };
+            match result {
                 Ok(NodePage { bytes, object_size, tier, etag, epoch }) => {
                     self.note_epoch(epoch, member).await;
-                    let source = Source::Node { id, tier };
+                    let source = Source::Node { id: member.id.to_string(), tier };
                     self.stats.record_source(&source);
                     let trace = PageTrace { page: piece.page, source, passed_over };
                     return Ok(PieceRead { bytes, object_size, etag, trace });
                 }
-                Err(pass) => {
-                    let (label, why) = match pass {
-                        Pass::Exchange(e) => (e.reason().to_owned(), e.to_string()),
-                        Pass::Refused { status, message } => {
-                            (format!("refused_{status}"), format!("node {id} refused: {message}"))
-                        }
-                        Pass::Corrupt => ("corrupt".to_owned(), format!("node {id} sent bytes that fail their digest")),
-                    };
-                    tracing::debug!(%volume, %key, page = piece.page, %why, "passing over a node");
-                    self.stats.record_fallback(&label);
-                    passed_over.push(why);
-                }
+                Err(pass) => pass_over(member, pass, &mut passed_over),
             }
         }
         let start = piece.offset(self.page_size);

@@ -172,6 +172,10 @@ pub struct ClientSection {
     /// Deadline for one page read from the origin on fallback. Default 30s.
     #[serde(default = "default_origin_timeout")]
     pub origin_timeout: Span,
+    /// A page's owner that has not answered within this is joined by the next node (a hedged
+    /// read; at most about 10 % extra requests). Default 500ms; "0s" turns hedging off.
+    #[serde(default = "default_hedge_after")]
+    pub hedge_after: Span,
 }
 
 impl Default for ClientSection {
@@ -180,6 +184,7 @@ impl Default for ClientSection {
             connect_timeout: default_connect_timeout(),
             page_timeout: default_page_timeout(),
             origin_timeout: default_origin_timeout(),
+            hedge_after: default_hedge_after(),
         }
     }
 }
@@ -192,6 +197,9 @@ fn default_page_timeout() -> Span {
 }
 fn default_origin_timeout() -> Span {
     Span(Duration::from_secs(30))
+}
+fn default_hedge_after() -> Span {
+    Span(Duration::from_millis(500))
 }
 
 /// A client's whole config file.

@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod digest;
 pub mod gateway;
+pub mod hedge;
 pub mod key;
 pub mod members;
 pub mod node_cert;

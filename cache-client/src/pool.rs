@@ -22,8 +22,12 @@ use crate::{
     wire::{MAX_RESPONSE_HEAD, RESPONSE_PREFIX_LEN, Request, ResponseHead, WireError},
 };
 
-/// How long a node that failed at the connection level is skipped.
+/// How long a node that failed at the connection level, or was slow again and again, is
+/// skipped. Afterwards the next request to it is the probe that brings it back (or not).
 pub const SET_ASIDE: Duration = Duration::from_secs(3);
+/// A node that needed a hedge this many times within [`SLOW_WINDOW`] is set aside.
+pub const SLOW_STRIKES: u32 = 3;
+pub const SLOW_WINDOW: Duration = Duration::from_secs(10);
 
 /// Why one exchange with a node produced no answer.
 #[derive(Debug, thiserror::Error)]
@@ -62,11 +66,34 @@ struct Slot {
     addr: SocketAddr,
     conn: Mutex<Option<quinn::Connection>>,
     set_aside_until: SyncMutex<Option<Instant>>,
+    /// Hedges this node needed in the current window: (count, window start).
+    strikes: SyncMutex<(u32, Instant)>,
 }
 
 impl Slot {
     fn new(addr: SocketAddr) -> Self {
-        Self { addr, conn: Mutex::new(None), set_aside_until: SyncMutex::new(None) }
+        Self {
+            addr,
+            conn: Mutex::new(None),
+            set_aside_until: SyncMutex::new(None),
+            strikes: SyncMutex::new((0, Instant::now())),
+        }
+    }
+
+    /// One more hedge for this node; the [`SLOW_STRIKES`]th within [`SLOW_WINDOW`] sets it aside.
+    fn strike(&self) -> bool {
+        let mut s = self.strikes.lock().unwrap_or_else(|e| e.into_inner());
+        if s.1.elapsed() > SLOW_WINDOW {
+            *s = (0, Instant::now());
+        }
+        s.0 += 1;
+        if s.0 >= SLOW_STRIKES {
+            *s = (0, Instant::now());
+            drop(s);
+            self.set_aside();
+            return true;
+        }
+        false
     }
 
     fn set_aside(&self) {
@@ -121,6 +148,14 @@ impl Pool {
             }
             kept
         });
+    }
+
+    /// `member` did not answer within the hedge deadline; after [`SLOW_STRIKES`] such times within
+    /// [`SLOW_WINDOW`] it is set aside (gray failure: slow, not down).
+    pub fn note_slow(&self, member: &Member) {
+        if self.slot(member).strike() {
+            tracing::info!(node = %member.id, "node is slow; set aside for {SET_ASIDE:?}");
+        }
     }
 
     /// Whether `member` failed at the connection level within the last [`SET_ASIDE`].

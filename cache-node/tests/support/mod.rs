@@ -197,6 +197,18 @@ key = "{certs}/{id}.key"
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     }
 
+    /// The process id of node `i`, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().and_then(|c| c.id())
+    }
+
+    /// Sends `signal` (e.g. "STOP", "CONT") to node `i`.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self.pid(i).expect("node runs");
+        let ok = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+        assert!(ok.expect("kill").success(), "kill -{signal} {pid}");
+    }
+
     /// `kill -9`.
     pub async fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The fault suite on several hosts: a 3-node gossip cluster in network namespaces (see
+# scripts/lib/netns-cluster.sh), the origin and the checker (`cache-bench check`: concurrent
+# readers, every byte compared with the origin) in the root namespace. One scenario at a time,
+# each under its own checker run, each fault undone before the next; one line per scenario:
+#
+#   SCENARIO name reads=… wrong=… short=… errors=… late=… p99_ms=… max_ms=… hedged/fallback…
+#
+# and PASS/FAIL lines for its targets (0 wrong, 0 short, 0 failed reads while the origin is
+# healthy, no read past its deadline). Exits non-zero if any target is missed.
+#
+#   sudo scripts/faults.sh              # the whole suite, ~6 minutes on 2 cores
+#   FAST=1 scripts/faults.sh            # shorter scenarios (what CI runs)
+#   KEEP=1 scripts/faults.sh            # keep logs and checker outputs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OBJECTS=${OBJECTS:-32}
+FAULT_SECS=${FAULT_SECS:-$([[ -n "${FAST:-}" ]] && echo 8 || echo 20)}
+# The client's own bound on a read: two nodes' page deadlines and the origin's (client.toml).
+DEADLINE=${DEADLINE:-30s}
+source scripts/lib/netns-cluster.sh
+trap cluster_cleanup EXIT INT TERM
+
+echo "== build"
+cluster_build
+cluster_network
+cluster_base
+"$BIN/cache-bench" populate --config "$W/client.toml" --volume vol1 --objects "$OBJECTS" >/dev/null
+for n in a b c; do node_config $n 10; start_node $n; done
+wait_ring "a b c"
+warm
+
+# run_checker NAME: starts the checker in the background for the current scenario.
+run_checker() {
+  "$BIN/cache-bench" check --config "$W/client.toml" --volume vol1 --objects "$OBJECTS" \
+    --concurrency 4 --seconds 600 --deadline "$DEADLINE" --json >"$W/$1.json" 2>"$W/$1.err" &
+  checker=$!
+  pids+=($checker)
+  sleep 2
+}
+
+# finish NAME [allow-errors]: stops the checker, prints the scenario line and checks its targets.
+finish() {
+  sleep 2
+  kill -TERM $checker
+  wait $checker || true
+  local s
+  s=$(tail -n 1 "$W/$1.json")
+  [[ -n $s ]] || { check "$1" 0 "checker printed no summary: $(tail -n 3 "$W/$1.err")"; return; }
+  echo "SCENARIO $1 $(jq -r '"reads=\(.reads) wrong=\(.wrong) short=\(.short) errors=\(.errors) late=\(.late) p50_ms=\(.p50_ms|floor) p99_ms=\(.p99_ms|floor) max_ms=\(.max_ms|floor) origin_fallback_pages=\(.pages_origin_fallback) node_miss_pages=\(.pages_miss)"' <<<"$s")"
+  local ok
+  ok=$(jq '.wrong == 0 and .short == 0 and .reads > 0' <<<"$s")
+  check "$1: 0 wrong and 0 short reads" "$([[ $ok == true ]] && echo 1 || echo 0)" "$(jq -c '{reads,wrong,short}' <<<"$s")"
+  if [[ ${2:-} != allow-errors ]]; then
+    ok=$(jq '.errors == 0 and .late == 0' <<<"$s")
+    check "$1: 0 failed reads, none past the ${DEADLINE} deadline" "$([[ $ok == true ]] && echo 1 || echo 0)" \
+      "$(jq -c '{errors,late,errors_by_kind}' <<<"$s")"
+  fi
+}
+
+nft_reset() { nft delete table inet mcfault 2>/dev/null || true; }
+# nft_drop EXPR...: drops packets matching EXPR on the root namespace's paths (client <-> nodes).
+nft_drop() {
+  nft add table inet mcfault
+  nft add chain inet mcfault out '{ type filter hook output priority 0; }'
+  nft add chain inet mcfault in '{ type filter hook input priority 0; }'
+  nft add chain inet mcfault fwd '{ type filter hook forward priority 0; }'
+  "$@"
+}
+
+echo "== 1. kill -9 mid-transfer, repeatedly"
+run_checker kill
+for round in 1 2 3; do
+  for n in b c; do
+    kill -9 "${node_pid[$n]}"; wait "${node_pid[$n]}" 2>/dev/null || true
+    sleep 1
+    start_node $n
+    sleep 2
+  done
+done
+finish kill
+
+echo "== 2. a node stalled (SIGSTOP: connections open, no bytes) for ${FAULT_SECS}s"
+run_checker stall
+kill -STOP "${node_pid[b]}"
+sleep "$FAULT_SECS"
+kill -CONT "${node_pid[b]}"
+finish stall
+
+echo "== 3. partition: client -> node c dropped (one way), then both ways"
+run_checker partition
+nft_drop nft add rule inet mcfault out ip daddr "$(addr c)" drop
+sleep $((FAULT_SECS / 2))
+nft add rule inet mcfault in ip saddr "$(addr c)" drop
+sleep $((FAULT_SECS / 2))
+nft_reset
+finish partition
+
+echo "== 4. 5% random loss on every link of the root namespace"
+run_checker loss
+nft_drop nft add rule inet mcfault out ip daddr $NET.0/24 numgen random mod 100 '<' 5 drop
+nft add rule inet mcfault in ip saddr $NET.0/24 numgen random mod 100 '<' 5 drop
+sleep "$FAULT_SECS"
+nft_reset
+finish loss
+
+echo "== 5. slow link: node a's link capped at 20 Mbit/s (tc tbf)"
+run_checker slow
+tc qdisc add dev mc-a-h root tbf rate 20mbit burst 32kbit latency 400ms
+ip netns exec mc-a tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 400ms
+sleep "$FAULT_SECS"
+tc qdisc del dev mc-a-h root
+ip netns exec mc-a tc qdisc del dev eth0 root
+finish slow
+
+echo "== 6. the whole cache cluster down (SIGSTOP every node): reads go to the origin"
+run_checker down
+for n in a b c; do kill -STOP "${node_pid[$n]}"; done
+sleep "$FAULT_SECS"
+for n in a b c; do kill -CONT "${node_pid[$n]}"; done
+finish down
+
+exit $fail

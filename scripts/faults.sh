@@ -65,7 +65,6 @@ nft_drop() {
   nft add table inet mcfault
   nft add chain inet mcfault out '{ type filter hook output priority 0; }'
   nft add chain inet mcfault in '{ type filter hook input priority 0; }'
-  nft add chain inet mcfault fwd '{ type filter hook forward priority 0; }'
   "$@"
 }
 

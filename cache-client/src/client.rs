@@ -32,6 +32,8 @@ use crate::{
 pub const MAX_READ_LEN: u64 = 256 << 20;
 /// Nodes asked for a page before the origin: the owner and the next one on the ring.
 pub const NODE_TRIES: usize = 2;
+/// How often a read waiting on a slow node checks whether that node has been set aside.
+const SET_ASIDE_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -330,7 +332,23 @@ impl Client {
                         },
                     }
                 }
-                None => (primary, first.await),
+                None => {
+                    // No hedge left in the budget: wait for the owner, unless it is set aside
+                    // meanwhile (slow for other reads too), then give up on it; dropping the
+                    // request adds no load.
+                    let set_aside = async {
+                        while !self.pool.is_set_aside(primary) {
+                            tokio::time::sleep(SET_ASIDE_POLL).await;
+                        }
+                    };
+                    tokio::select! {
+                        r = &mut first => (primary, r),
+                        () = set_aside => {
+                            let node = primary.id.to_string();
+                            (primary, Err(Pass::Exchange(ExchangeError::SetAside { node })))
+                        }
+                    }
+                }
             };
             match result {
                 Ok(NodePage { bytes, object_size, tier, etag, epoch }) => {

@@ -172,12 +172,16 @@ impl S3Origin {
     pub fn origin_config(&self, bucket: &str, prefix: &str) -> OriginConfig {
         let prefix = prefix.trim_matches('/');
         OriginConfig {
-            url: if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") },
             endpoint: Some(self.endpoint()),
             region: Some(REGION.into()),
             access_key_id: Some(self.access_key.clone()),
             secret_access_key: Some(self.secret_key.clone()),
             allow_http: true,
+            ..OriginConfig::new(if prefix.is_empty() {
+                format!("s3://{bucket}")
+            } else {
+                format!("s3://{bucket}/{prefix}")
+            })
         }
     }
 

@@ -300,6 +300,7 @@ pub fn error_kind(e: &ReadError) -> &'static str {
         ReadError::Origin(OriginError::Config { .. }) => "origin_config",
         ReadError::Origin(OriginError::NotFound { .. }) => "not_found",
         ReadError::Origin(OriginError::Truncated { .. }) => "origin_truncated",
+        ReadError::Origin(OriginError::Stalled { .. }) => "origin_stalled",
         ReadError::Origin(OriginError::Other { .. }) => "origin",
     }
 }

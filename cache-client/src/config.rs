@@ -161,6 +161,14 @@ pub struct OriginConfig {
     /// than a deadline. Default 10s.
     #[serde(default = "default_retry_timeout")]
     pub retry_timeout: Span,
+    /// Check the bytes of a whole object read against its ETag when the ETag is a plain MD5 (32
+    /// hex digits: S3 single-part uploads, like JuiceFS blocks), and refuse them on a mismatch. A
+    /// part of an object, or a multipart ETag (`...-N`), cannot be checked this way. Turn it off
+    /// for buckets whose ETags are not MD5s of the content although they look so (SSE-KMS or
+    /// SSE-C encryption). Costs an MD5 pass over each whole-object read, made while the body
+    /// arrives (MD5 hashes roughly half a GB/s on one core). Default true.
+    #[serde(default = "default_verify_etag")]
+    pub verify_etag: bool,
 }
 
 /// Most retries an origin may be given (each is one more request to it).
@@ -179,6 +187,7 @@ impl OriginConfig {
             stall_timeout: default_stall_timeout(),
             retries: default_retries(),
             retry_timeout: default_retry_timeout(),
+            verify_etag: default_verify_etag(),
         }
     }
 }
@@ -191,6 +200,9 @@ fn default_retries() -> u32 {
 }
 fn default_retry_timeout() -> Span {
     Span(Duration::from_secs(10))
+}
+fn default_verify_etag() -> bool {
+    true
 }
 
 /// `[cache]` as a client sees it: only the page size, which must equal the nodes'.
@@ -405,7 +417,7 @@ allow_http = true
         let origin = &c.volume[0].origin[0];
         let defaults = OriginConfig::new(origin.url.clone());
         assert_eq!((origin.stall_timeout, origin.retries), (defaults.stall_timeout, defaults.retries));
-        assert_eq!(origin.retry_timeout, defaults.retry_timeout);
+        assert_eq!((origin.retry_timeout, origin.verify_etag), (defaults.retry_timeout, defaults.verify_etag));
     }
 
     #[test]

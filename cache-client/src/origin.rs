@@ -32,6 +32,12 @@
 //!   it. Each attempt also has object_store's overall limit of [`REQUEST_TIMEOUT`].
 //! - A body shorter than its answer promised is [`OriginError::Truncated`]; nothing short is
 //!   returned.
+//! - A byte changed in transit cannot be seen in the bytes alone. When a read covers a whole object
+//!   and its ETag is a plain MD5 (32 hex digits: S3 single-part uploads, which JuiceFS blocks of at
+//!   most one page are), the bytes are hashed as they arrive and a mismatch is
+//!   [`OriginError::Corrupt`] (not retried: the caller falls back or fails). The limit: a part of a
+//!   larger object, a multipart ETag (`...-N`) and a `file://` origin are not checked this way; and
+//!   ETags of SSE-KMS or SSE-C objects are not MD5s, so such origins set `verify_etag = false`.
 
 use std::{
     fmt,
@@ -42,6 +48,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use md5::{Digest as _, Md5};
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig,
     aws::AmazonS3Builder,
@@ -80,6 +87,13 @@ pub enum OriginError {
     /// past [`REQUEST_TIMEOUT`].
     #[error("object {key} from origin {origin}: timed out (stall_timeout {after:?}): {source}")]
     Stalled { origin: String, key: String, after: Duration, source: Box<object_store::Error> },
+    /// The bytes of a whole object do not hash to its ETag (an MD5): changed in transit, or the
+    /// origin's ETags are not MD5s of the content (SSE-KMS, SSE-C: set `verify_etag = false`).
+    #[error(
+        "object {key} from origin {origin}: its bytes have MD5 {md5}, its ETag says {etag} (changed in \
+         transit; or, if the bucket uses SSE-KMS or SSE-C, set verify_etag = false)"
+    )]
+    Corrupt { origin: String, key: String, etag: String, md5: String },
     #[error("object {key} from origin {origin}: {source}")]
     Other { origin: String, key: String, source: Box<object_store::Error> },
 }
@@ -149,6 +163,8 @@ struct Origin {
     sorted_list: bool,
     /// `stall_timeout` (S3 origins), to name it in errors.
     stall: Duration,
+    /// Check whole-object reads against an MD5 ETag.
+    verify_etag: bool,
 }
 
 /// The ordered origins of one volume.
@@ -305,7 +321,8 @@ impl Origin {
             }
             other => return Err(err(&format!("unsupported scheme {other:?}: expected s3:// or file://"))),
         };
-        Ok(Self { label: cfg.url.clone(), store, prefix, sorted_list, stall: cfg.stall_timeout.0 })
+        let (stall, verify_etag) = (cfg.stall_timeout.0, cfg.verify_etag);
+        Ok(Self { label: cfg.url.clone(), store, prefix, sorted_list, stall, verify_etag })
     }
 
     /// A failure of this origin: [`OriginError::Stalled`] when a stall deadline ended it, else
@@ -424,6 +441,10 @@ impl Origin {
         };
         let (size, e_tag) = (result.meta.size, result.meta.e_tag.clone());
         let expected = range.end.min(size).saturating_sub(range.start);
+        // Only a whole object can be checked against its ETag.
+        let whole = result.range == (0..size);
+        let md5_etag = e_tag.as_deref().filter(|_| whole && self.verify_etag).and_then(plain_md5);
+        let mut md5 = md5_etag.map(|_| Md5::new());
         // `expected` is at most the caller's range, so this allocation is bounded by the caller.
         let mut bytes = BytesMut::with_capacity(expected as usize);
         let mut body = result.into_stream();
@@ -442,10 +463,24 @@ impl Origin {
                 let got = bytes.len() as u64 + chunk.len() as u64;
                 return Err(OriginError::Truncated { key: key.to_string(), expected, got });
             }
+            if let Some(md5) = &mut md5 {
+                md5.update(&chunk);
+            }
             bytes.extend_from_slice(&chunk);
         }
         if bytes.len() as u64 != expected {
             return Err(OriginError::Truncated { key: key.to_string(), expected, got: bytes.len() as u64 });
+        }
+        if let (Some(md5), Some(want)) = (md5, md5_etag) {
+            let got: [u8; 16] = md5.finalize().into();
+            if got != want {
+                return Err(OriginError::Corrupt {
+                    origin: self.label.clone(),
+                    key: key.to_string(),
+                    etag: e_tag.unwrap_or_default(),
+                    md5: hex(&got),
+                });
+            }
         }
         Ok(Some(OriginRead { bytes: bytes.freeze(), object_size: size, etag: e_tag, origin: index }))
     }
@@ -504,6 +539,24 @@ fn is_stall(error: &object_store::Error) -> bool {
     false
 }
 
+/// The MD5 an ETag states, if it is a plain one: 32 hex digits, optionally quoted. Multipart
+/// ETags (`"<md5 of the parts' md5s>-<parts>"`) and weak ETags are not.
+fn plain_md5(etag: &str) -> Option<[u8; 16]> {
+    let hex = etag.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(etag);
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Whether a ranged GET failed because the range starts at or past the end of the object. object_store 0.14
 /// reports both cases as `Generic` with a private source type, so this reads the messages (S3: the HTTP status
 /// `416 Range Not Satisfiable`; LocalFileSystem: `InvalidRange`). A false answer leaves the error as it is; a
@@ -529,6 +582,25 @@ mod tests {
 
     fn cfg(url: &str) -> OriginConfig {
         OriginConfig::new(url)
+    }
+
+    #[test]
+    fn only_plain_md5_etags_are_checked() {
+        let md5 = "9e107d9d372bb6826bd81d3542a419d6";
+        let want = plain_md5(md5).expect("plain");
+        assert_eq!(hex(&want), md5);
+        assert_eq!(plain_md5(&format!("\"{md5}\"")), Some(want));
+        assert_eq!(plain_md5(&md5.to_uppercase()), Some(want));
+        for not_md5 in [
+            "\"9e107d9d372bb6826bd81d3542a419d6-2\"",
+            "W/\"9e107d9d372bb6826bd81d3542a419d6\"",
+            "9e107d9d372bb6826bd81d3542a419d",
+            "9e107d9d372bb6826bd81d3542a419zz",
+            "1a2b3c-5f0e-1000",
+            "",
+        ] {
+            assert_eq!(plain_md5(not_md5), None, "{not_md5}");
+        }
     }
 
     fn config_error(c: OriginConfig) -> String {

@@ -122,6 +122,11 @@ pub struct VolumeConfig {
 }
 
 /// `[[volume.origin]]`: one object store.
+///
+/// The deadlines and retries apply to S3 origins (a `file://` origin is a local directory).
+/// Together they bound one read: at most `1 + retries` requests, none started after
+/// `retry_timeout`; the caller's own deadline (the node's `origin_timeout`, the client's
+/// `[client] origin_timeout`) ends the read in any case.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OriginConfig {
@@ -139,6 +144,65 @@ pub struct OriginConfig {
     /// Allow plain-HTTP endpoints (tests and local mirrors only).
     #[serde(default)]
     pub allow_http: bool,
+    /// Deadline for each step of a request to make progress: connecting, the first byte of the
+    /// answer, and every read of the body after it. A request that stalls this long fails and is
+    /// retried. A body that keeps trickling in is ended by the caller's deadline instead.
+    /// Default 5s (S3 answers in tens of milliseconds; a stalled connection costs this much).
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: Span,
+    /// Retries of a request that failed with 5xx (InternalError, SlowDown), 429, a connection
+    /// error, a stall or a cut body, with jittered exponential backoff from 100 ms (capped at 1 s).
+    /// Never retried: 404 and other 4xx, and a body that fails its ETag. Each retry is one more
+    /// request to the origin. 0..=10, default 3.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// No retry starts later than this after the first request. Keep it well under the
+    /// `origin_timeout` of nodes and clients, so a read ends with the origin's own error rather
+    /// than a deadline. Default 10s.
+    #[serde(default = "default_retry_timeout")]
+    pub retry_timeout: Span,
+    /// Check the bytes of a whole object read against its ETag when the ETag is a plain MD5 (32
+    /// hex digits: S3 single-part uploads, like JuiceFS blocks), and refuse them on a mismatch. A
+    /// part of an object, or a multipart ETag (`...-N`), cannot be checked this way. Turn it off
+    /// for buckets whose ETags are not MD5s of the content although they look so (SSE-KMS or
+    /// SSE-C encryption). Costs an MD5 pass over each whole-object read, made while the body
+    /// arrives (MD5 hashes roughly half a GB/s on one core). Default true.
+    #[serde(default = "default_verify_etag")]
+    pub verify_etag: bool,
+}
+
+/// Most retries an origin may be given (each is one more request to it).
+pub const MAX_ORIGIN_RETRIES: u32 = 10;
+
+impl OriginConfig {
+    /// An origin at `url` with every other key at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            stall_timeout: default_stall_timeout(),
+            retries: default_retries(),
+            retry_timeout: default_retry_timeout(),
+            verify_etag: default_verify_etag(),
+        }
+    }
+}
+
+fn default_stall_timeout() -> Span {
+    Span(Duration::from_secs(5))
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_retry_timeout() -> Span {
+    Span(Duration::from_secs(10))
+}
+fn default_verify_etag() -> bool {
+    true
 }
 
 /// `[cache]` as a client sees it: only the page size, which must equal the nodes'.
@@ -298,6 +362,15 @@ pub fn validate_volumes(volumes: &[VolumeConfig]) -> Result<(), ConfigError> {
                     format!("{:?}: expected s3://bucket/prefix or file:///absolute/path", o.url),
                 ));
             }
+            if o.stall_timeout.0.is_zero() {
+                return Err(ConfigError::invalid(format!("volume[{i}].origin[{j}].stall_timeout"), "must be above 0"));
+            }
+            if o.retries > MAX_ORIGIN_RETRIES {
+                return Err(ConfigError::invalid(
+                    format!("volume[{i}].origin[{j}].retries"),
+                    format!("must be 0..={MAX_ORIGIN_RETRIES}"),
+                ));
+            }
         }
     }
     Ok(())
@@ -349,6 +422,10 @@ allow_http = true
         assert_eq!(c.cache.page_size, DEFAULT_PAGE_SIZE);
         assert_eq!(c.client.page_timeout.0, Duration::from_secs(10));
         assert_eq!(c.volume[0].origin[0].region, None);
+        let origin = &c.volume[0].origin[0];
+        let defaults = OriginConfig::new(origin.url.clone());
+        assert_eq!((origin.stall_timeout, origin.retries), (defaults.stall_timeout, defaults.retries));
+        assert_eq!((origin.retry_timeout, origin.verify_etag), (defaults.retry_timeout, defaults.verify_etag));
     }
 
     #[test]
@@ -368,6 +445,8 @@ allow_http = true
             (GOOD.replace("s3://bucket", "ftp://bucket"), "volume[0].origin[0].url"),
             (format!("{GOOD}\n[cache]\npage_size = \"1KiB\"\n"), "cache.page_size"),
             (GOOD.replace("weight = 2", "weight = 1000"), "cluster.members[1].weight"),
+            (GOOD.replace("allow_http = true", "allow_http = true\nretries = 11"), "volume[0].origin[0].retries"),
+            (GOOD.replace("allow_http = true", "allow_http = true\nstall_timeout = \"0s\""), "stall_timeout"),
         ];
         for (text, key) in cases {
             let err = parse(&text).unwrap_err();

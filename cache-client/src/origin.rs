@@ -18,15 +18,42 @@
 //! earlier one's size and ETag are shown). S3 listings are byte-ordered and read lazily, so a page
 //! costs about one LIST request per origin; a `file://` origin is listed whole and sorted.
 //!
-//! S3 stores keep object_store's default retries (5xx and network errors, up to 10 retries within 3 minutes):
-//! callers that need a deadline wrap `get_range` in a timeout.
+//! Faults, and what bounds them (S3 origins; the values are per origin, see [`OriginConfig`]):
+//! - 5xx (InternalError, SlowDown), 429, connection errors, stalls and cut bodies are retried by
+//!   object_store with jittered exponential backoff (100 ms, doubling at most, capped at 1 s), at
+//!   most `retries` times (default 3) and never after `retry_timeout` (default 10 s). object_store's
+//!   own default (10 retries within 3 minutes) would outlast every caller's deadline and multiply
+//!   the load on an origin that is already failing. A cut body is resumed from where it broke, with
+//!   a range GET that must carry the same ETag.
+//! - 404 and other 4xx are not retried: a missing object costs one GET per origin of the chain.
+//! - `stall_timeout` (default 5 s) bounds connecting, the wait for the first byte, and each read of
+//!   the body: a hung origin fails with [`OriginError::Stalled`]. A body that keeps arriving, only
+//!   slowly, is not a stall; the caller's deadline (the node's `origin_timeout`, the client's) ends
+//!   it. Each attempt also has object_store's overall limit of [`REQUEST_TIMEOUT`].
+//! - A body shorter than its answer promised is [`OriginError::Truncated`]; nothing short is
+//!   returned.
+//! - A byte changed in transit cannot be seen in the bytes alone. When a read covers a whole object
+//!   and its ETag is a plain MD5 (32 hex digits: S3 single-part uploads, which JuiceFS blocks of at
+//!   most one page are), the bytes are hashed as they arrive and a mismatch is
+//!   [`OriginError::Corrupt`] (not retried: the caller falls back or fails). The limit: a part of a
+//!   larger object, a multipart ETag (`...-N`) and a `file://` origin are not checked this way; and
+//!   ETags of SSE-KMS or SSE-C objects are not MD5s, so such origins set `verify_etag = false`.
 
-use std::{fmt, ops::Range, sync::Arc, time::SystemTime};
+use std::{
+    fmt,
+    ops::Range,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use md5::{Digest as _, Md5};
 use object_store::{
-    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, aws::AmazonS3Builder, local::LocalFileSystem,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig,
+    aws::AmazonS3Builder,
+    client::{HttpError, HttpErrorKind},
+    local::LocalFileSystem,
     path::Path,
 };
 use url::Url;
@@ -35,6 +62,15 @@ use crate::{config::OriginConfig, key::ObjectKey};
 
 /// Region used when an S3 origin does not name one.
 pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// object_store's limit on one attempt of one request, connect to last byte (its own default,
+/// set here so that it is written down). Callers' deadlines are shorter or equal.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Backoff between retries: the first waits 100 ms, each next one a random time between 100 ms
+/// and twice the previous (decorrelated jitter), at most 1 s. Three retries wait 0.7 s at most.
+const BACKOFF: BackoffConfig =
+    BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(1), base: 2.0 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum OriginError {
@@ -46,6 +82,18 @@ pub enum OriginError {
     OutOfRange { key: String, start: u64, size: u64 },
     #[error("object {key}: origin sent {got} bytes where {expected} were due")]
     Truncated { key: String, expected: u64, got: u64 },
+    /// A request timed out on the first try and on every retry: no progress (connect, first
+    /// byte, or a read of the body) within the origin's `stall_timeout` (`after`), or an attempt
+    /// past [`REQUEST_TIMEOUT`].
+    #[error("object {key} from origin {origin}: timed out (stall_timeout {after:?}): {source}")]
+    Stalled { origin: String, key: String, after: Duration, source: Box<object_store::Error> },
+    /// The bytes of a whole object do not hash to its ETag (an MD5): changed in transit, or the
+    /// origin's ETags are not MD5s of the content (SSE-KMS, SSE-C: set `verify_etag = false`).
+    #[error(
+        "object {key} from origin {origin}: its bytes have MD5 {md5}, its ETag says {etag} (changed in \
+         transit; or, if the bucket uses SSE-KMS or SSE-C, set verify_etag = false)"
+    )]
+    Corrupt { origin: String, key: String, etag: String, md5: String },
     #[error("object {key} from origin {origin}: {source}")]
     Other { origin: String, key: String, source: Box<object_store::Error> },
 }
@@ -113,6 +161,10 @@ struct Origin {
     prefix: Path,
     /// Whether `list` yields paths in byte order (S3 does; a local directory does not).
     sorted_list: bool,
+    /// `stall_timeout` (S3 origins), to name it in errors.
+    stall: Duration,
+    /// Check whole-object reads against an MD5 ETag.
+    verify_etag: bool,
 }
 
 /// The ordered origins of one volume.
@@ -238,7 +290,10 @@ impl Origin {
                     return Err(err("a port belongs in `endpoint`, not in the s3:// URL"));
                 }
                 let prefix = Path::from_url_path(url.path()).map_err(|e| err(&format!("bad prefix: {e}")))?;
+                // Client options first: `with_allow_http` writes into them.
                 let mut builder = AmazonS3Builder::new()
+                    .with_client_options(client_options(cfg))
+                    .with_retry(retry_config(cfg))
                     .with_bucket_name(bucket)
                     .with_region(cfg.region.as_deref().unwrap_or(DEFAULT_REGION))
                     .with_allow_http(cfg.allow_http)
@@ -266,11 +321,19 @@ impl Origin {
             }
             other => return Err(err(&format!("unsupported scheme {other:?}: expected s3:// or file://"))),
         };
-        Ok(Self { label: cfg.url.clone(), store, prefix, sorted_list })
+        let (stall, verify_etag) = (cfg.stall_timeout.0, cfg.verify_etag);
+        Ok(Self { label: cfg.url.clone(), store, prefix, sorted_list, stall, verify_etag })
     }
 
+    /// A failure of this origin: [`OriginError::Stalled`] when a stall deadline ended it, else
+    /// [`OriginError::Other`].
     fn other(&self, key: impl fmt::Display, source: object_store::Error) -> OriginError {
-        OriginError::Other { origin: self.label.clone(), key: key.to_string(), source: Box::new(source) }
+        let (origin, key, source) = (self.label.clone(), key.to_string(), Box::new(source));
+        if is_stall(&source) {
+            OriginError::Stalled { origin, key, after: self.stall, source }
+        } else {
+            OriginError::Other { origin, key, source }
+        }
     }
 
     /// Key K is object `prefix/K`.
@@ -378,11 +441,48 @@ impl Origin {
         };
         let (size, e_tag) = (result.meta.size, result.meta.e_tag.clone());
         let expected = range.end.min(size).saturating_sub(range.start);
-        let bytes = result.bytes().await.map_err(|e| self.other(key, e))?;
+        // Only a whole object can be checked against its ETag.
+        let whole = result.range == (0..size);
+        let md5_etag = e_tag.as_deref().filter(|_| whole && self.verify_etag).and_then(plain_md5);
+        let mut md5 = md5_etag.map(|_| Md5::new());
+        // `expected` is at most the caller's range, so this allocation is bounded by the caller.
+        let mut bytes = BytesMut::with_capacity(expected as usize);
+        let mut body = result.into_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) if is_stall(&e) => return Err(self.other(key, e)),
+                Err(e) => {
+                    // object_store resumed the cut body as often as its retries allowed.
+                    tracing::debug!(origin = %self.label, %key, error = %e, "origin body cut");
+                    let got = bytes.len() as u64;
+                    return Err(OriginError::Truncated { key: key.to_string(), expected, got });
+                }
+            };
+            if bytes.len() as u64 + chunk.len() as u64 > expected {
+                let got = bytes.len() as u64 + chunk.len() as u64;
+                return Err(OriginError::Truncated { key: key.to_string(), expected, got });
+            }
+            if let Some(md5) = &mut md5 {
+                md5.update(&chunk);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if bytes.len() as u64 != expected {
             return Err(OriginError::Truncated { key: key.to_string(), expected, got: bytes.len() as u64 });
         }
-        Ok(Some(OriginRead { bytes, object_size: size, etag: e_tag, origin: index }))
+        if let (Some(md5), Some(want)) = (md5, md5_etag) {
+            let got: [u8; 16] = md5.finalize().into();
+            if got != want {
+                return Err(OriginError::Corrupt {
+                    origin: self.label.clone(),
+                    key: key.to_string(),
+                    etag: e_tag.unwrap_or_default(),
+                    md5: hex(&got),
+                });
+            }
+        }
+        Ok(Some(OriginRead { bytes: bytes.freeze(), object_size: size, etag: e_tag, origin: index }))
     }
 
     /// A range starting at or past the end of the object, or an empty one: one HEAD learns the size.
@@ -411,6 +511,52 @@ impl Origin {
     }
 }
 
+/// Deadlines of an S3 origin's HTTP client: `stall_timeout` for connecting and for each wait for
+/// bytes (reqwest's read timeout covers the wait for the answer's head and each body read), and
+/// [`REQUEST_TIMEOUT`] for a whole attempt.
+fn client_options(cfg: &OriginConfig) -> ClientOptions {
+    ClientOptions::new()
+        .with_connect_timeout(cfg.stall_timeout.0)
+        .with_read_timeout(cfg.stall_timeout.0)
+        .with_timeout(REQUEST_TIMEOUT)
+}
+
+/// At most `retries` retries, none started after `retry_timeout`, with [`BACKOFF`] between them.
+fn retry_config(cfg: &OriginConfig) -> RetryConfig {
+    RetryConfig { backoff: BACKOFF, max_retries: cfg.retries as usize, retry_timeout: cfg.retry_timeout.0 }
+}
+
+/// Whether a request failed because a stall deadline passed (object_store reports the HTTP
+/// client's timeout as an [`HttpError`] of kind `Timeout` somewhere in the error's sources).
+fn is_stall(error: &object_store::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<HttpError>().is_some_and(|h| h.kind() == HttpErrorKind::Timeout) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The MD5 an ETag states, if it is a plain one: 32 hex digits, optionally quoted. Multipart
+/// ETags (`"<md5 of the parts' md5s>-<parts>"`) and weak ETags are not.
+fn plain_md5(etag: &str) -> Option<[u8; 16]> {
+    let hex = etag.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(etag);
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Whether a ranged GET failed because the range starts at or past the end of the object. object_store 0.14
 /// reports both cases as `Generic` with a private source type, so this reads the messages (S3: the HTTP status
 /// `416 Range Not Satisfiable`; LocalFileSystem: `InvalidRange`). A false answer leaves the error as it is; a
@@ -435,13 +581,25 @@ mod tests {
     use super::*;
 
     fn cfg(url: &str) -> OriginConfig {
-        OriginConfig {
-            url: url.into(),
-            endpoint: None,
-            region: None,
-            access_key_id: None,
-            secret_access_key: None,
-            allow_http: false,
+        OriginConfig::new(url)
+    }
+
+    #[test]
+    fn only_plain_md5_etags_are_checked() {
+        let md5 = "9e107d9d372bb6826bd81d3542a419d6";
+        let want = plain_md5(md5).expect("plain");
+        assert_eq!(hex(&want), md5);
+        assert_eq!(plain_md5(&format!("\"{md5}\"")), Some(want));
+        assert_eq!(plain_md5(&md5.to_uppercase()), Some(want));
+        for not_md5 in [
+            "\"9e107d9d372bb6826bd81d3542a419d6-2\"",
+            "W/\"9e107d9d372bb6826bd81d3542a419d6\"",
+            "9e107d9d372bb6826bd81d3542a419d",
+            "9e107d9d372bb6826bd81d3542a419zz",
+            "1a2b3c-5f0e-1000",
+            "",
+        ] {
+            assert_eq!(plain_md5(not_md5), None, "{not_md5}");
         }
     }
 

@@ -9,6 +9,9 @@
 //!   metadata); without the side file it computes the MD5 by reading the whole file on every GET and HEAD,
 //!   even a ranged one. [`S3Origin::put`] therefore writes the side file with the MD5 itself;
 //! - ranges follow S3: the end is clamped to the object, a start at or past the end is `416 InvalidRange`.
+//!
+//! Faults: [`S3Origin::fail_next`] and [`S3Origin::fail_always`] make GetObject answers go wrong in the ways
+//! a real origin does now and then (see [`Fault`]); [`S3Origin::clear_faults`] makes it healthy again.
 
 use std::{
     fmt,
@@ -17,9 +20,11 @@ use std::{
     path::{Path, PathBuf},
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    task::{Context, Poll},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -33,6 +38,7 @@ use s3s::{
     auth::SimpleAuth,
     crypto::{Checksum as _, Md5},
     dto::*,
+    s3_error,
     service::S3ServiceBuilder,
 };
 use tokio::{net::TcpListener, task::JoinSet};
@@ -75,6 +81,52 @@ pub struct S3Origin {
 struct Stats {
     gets: AtomicU64,
     bytes: AtomicU64,
+    faulted: AtomicU64,
+    /// The fault to inject, and for how many more GetObject requests (`None`: every one).
+    fault: Mutex<Option<(Fault, Option<u64>)>>,
+}
+
+impl Stats {
+    /// The fault for the GetObject request now arriving, counting it down.
+    fn next_fault(&self) -> Option<Fault> {
+        let mut slot = self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        let (fault, left) = (*slot)?;
+        match left {
+            Some(0) => {
+                *slot = None;
+                return None;
+            }
+            Some(1) => *slot = None,
+            Some(n) => *slot = Some((fault, Some(n - 1))),
+            None => {}
+        }
+        self.faulted.fetch_add(1, Ordering::Relaxed);
+        Some(fault)
+    }
+}
+
+/// A fault [`S3Origin`] injects into its GetObject answers, after authentication and in place of
+/// (or on top of) s3s-fs's answer. Everything else (HTTP, SigV4, the S3 error XML, the headers) stays
+/// real: this is a fake only where a real server cannot misbehave on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `404 NoSuchKey` for an object that exists (deleted in between, not yet copied to a replica).
+    NotFound,
+    /// `500 InternalError`.
+    InternalError,
+    /// `503 SlowDown` (S3's answer to too many requests).
+    SlowDown,
+    /// Reads the request and never answers it (the connection stays open until the origin is dropped).
+    Hang,
+    /// Sends the head at once, then the body `chunk` bytes at a time, one chunk every `every`.
+    Drip { chunk: usize, every: Duration },
+    /// Sends the head (with the whole `Content-Length`), ends the body after its first `keep` bytes,
+    /// and so closes the connection short of the promised length (the client may see fewer bytes:
+    /// what a reset loses on the way is not defined).
+    Truncate { keep: u64 },
+    /// Sends the whole body with the byte at offset `at` of the body flipped (unchanged if the body is
+    /// shorter). Length and ETag stay as they were.
+    Corrupt { at: u64 },
 }
 
 impl S3Origin {
@@ -142,9 +194,30 @@ impl S3Origin {
         self.stats.gets.load(Ordering::Relaxed)
     }
 
-    /// Sum of the `Content-Length` of the successful GetObject answers.
+    /// Sum of the `Content-Length` of the successful GetObject answers (those with a dripped, cut or
+    /// corrupted body included).
     pub fn bytes_served(&self) -> u64 {
         self.stats.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Injects `fault` into the next `n` GetObject requests (replacing any fault set before).
+    pub fn fail_next(&self, fault: Fault, n: u64) {
+        *self.stats.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some((fault, Some(n)));
+    }
+
+    /// Injects `fault` into every GetObject request from now on, until [`Self::clear_faults`].
+    pub fn fail_always(&self, fault: Fault) {
+        *self.stats.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some((fault, None));
+    }
+
+    /// Answers every request normally again (requests already hanging stay so).
+    pub fn clear_faults(&self) {
+        *self.stats.fault.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// GetObject requests that got a fault so far (they are in [`Self::get_count`] too).
+    pub fn faults_injected(&self) -> u64 {
+        self.stats.faulted.load(Ordering::Relaxed)
     }
 
     /// Writes object `key` of `bucket` as the file `root/bucket/key` (atomically, by rename), with the side file
@@ -172,12 +245,16 @@ impl S3Origin {
     pub fn origin_config(&self, bucket: &str, prefix: &str) -> OriginConfig {
         let prefix = prefix.trim_matches('/');
         OriginConfig {
-            url: if prefix.is_empty() { format!("s3://{bucket}") } else { format!("s3://{bucket}/{prefix}") },
             endpoint: Some(self.endpoint()),
             region: Some(REGION.into()),
             access_key_id: Some(self.access_key.clone()),
             secret_access_key: Some(self.secret_key.clone()),
             allow_http: true,
+            ..OriginConfig::new(if prefix.is_empty() {
+                format!("s3://{bucket}")
+            } else {
+                format!("s3://{bucket}/{prefix}")
+            })
         }
     }
 
@@ -231,7 +308,7 @@ fn b64(s: &str) -> String {
     out
 }
 
-/// s3s-fs with a GetObject counter.
+/// s3s-fs with a GetObject counter and the fault switch.
 #[derive(Debug)]
 struct CountingFs {
     fs: s3s_fs::FileSystem,
@@ -261,9 +338,22 @@ impl S3 for CountingFs {
     {
         Box::pin(async move {
             self.stats.gets.fetch_add(1, Ordering::Relaxed);
-            let response = self.fs.get_object(req).await?;
+            let fault = self.stats.next_fault();
+            match fault {
+                Some(Fault::NotFound) => return Err(s3_error!(NoSuchKey, "injected fault")),
+                Some(Fault::InternalError) => return Err(s3_error!(InternalError, "injected fault")),
+                Some(Fault::SlowDown) => return Err(s3_error!(SlowDown, "injected fault")),
+                Some(Fault::Hang) => std::future::pending::<()>().await,
+                _ => {}
+            }
+            let mut response = self.fs.get_object(req).await?;
             let len = response.output.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
             self.stats.bytes.fetch_add(len, Ordering::Relaxed);
+            if let Some(fault) = fault
+                && let Some(body) = response.output.body.take()
+            {
+                response.output.body = Some(StreamingBlob::wrap(FaultyBody::new(body, fault)));
+            }
             Ok(response)
         })
     }
@@ -287,6 +377,69 @@ impl S3 for CountingFs {
         list_parts: ListPartsInput => ListPartsOutput,
         complete_multipart_upload: CompleteMultipartUploadInput => CompleteMultipartUploadOutput,
         abort_multipart_upload: AbortMultipartUploadInput => AbortMultipartUploadOutput,
+    }
+}
+
+/// A GetObject body with a [`Fault`] applied: dripped, cut, or with one byte flipped.
+struct FaultyBody {
+    inner: StreamingBlob,
+    fault: Fault,
+    /// Body bytes passed on so far.
+    sent: u64,
+    /// Drip: bytes of the inner body not passed on yet, and the wait before the next chunk.
+    held: bytes::Bytes,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Truncate: the kept bytes are out; the body ends there, short of its `Content-Length`, and
+    /// hyper closes the connection (after flushing what was sent, unlike a failed body).
+    cut: bool,
+}
+
+impl FaultyBody {
+    fn new(inner: StreamingBlob, fault: Fault) -> Self {
+        Self { inner, fault, sent: 0, held: bytes::Bytes::new(), wait: None, cut: false }
+    }
+}
+
+impl futures::Stream for FaultyBody {
+    type Item = Result<bytes::Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.cut {
+            return Poll::Ready(None);
+        }
+        if let Some(wait) = &mut this.wait {
+            std::task::ready!(wait.as_mut().poll(cx));
+            this.wait = None;
+        }
+        if this.held.is_empty() {
+            match std::task::ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+                Some(Ok(chunk)) => this.held = chunk,
+                Some(Err(e)) => return Poll::Ready(Some(Err(std::io::Error::other(e)))),
+                None => return Poll::Ready(None),
+            }
+        }
+        let mut chunk = match this.fault {
+            Fault::Drip { chunk, every } => {
+                this.wait = Some(Box::pin(tokio::time::sleep(every)));
+                this.held.split_to(chunk.max(1).min(this.held.len()))
+            }
+            _ => std::mem::take(&mut this.held),
+        };
+        match this.fault {
+            Fault::Truncate { keep } if this.sent + chunk.len() as u64 >= keep => {
+                chunk.truncate(keep.saturating_sub(this.sent) as usize);
+                this.cut = true;
+            }
+            Fault::Corrupt { at } if (this.sent..this.sent + chunk.len() as u64).contains(&at) => {
+                let mut flipped = bytes::BytesMut::from(&chunk[..]);
+                flipped[(at - this.sent) as usize] ^= 0xff;
+                chunk = flipped.freeze();
+            }
+            _ => {}
+        }
+        this.sent += chunk.len() as u64;
+        Poll::Ready(Some(Ok(chunk)))
     }
 }
 

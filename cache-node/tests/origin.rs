@@ -27,14 +27,7 @@ fn md5_hex(data: &[u8]) -> String {
 }
 
 fn file_origin(dir: &std::path::Path) -> OriginConfig {
-    OriginConfig {
-        url: format!("file://{}", dir.display()), // temp dirs need no percent-encoding
-        endpoint: None,
-        region: None,
-        access_key_id: None,
-        secret_access_key: None,
-        allow_http: false,
-    }
+    OriginConfig::new(format!("file://{}", dir.display())) // temp dirs need no percent-encoding
 }
 
 /// The range cases every store must agree on; `check_etag` compares the ETag with the MD5 (S3 only).

@@ -300,6 +300,8 @@ pub fn error_kind(e: &ReadError) -> &'static str {
         ReadError::Origin(OriginError::Config { .. }) => "origin_config",
         ReadError::Origin(OriginError::NotFound { .. }) => "not_found",
         ReadError::Origin(OriginError::Truncated { .. }) => "origin_truncated",
+        ReadError::Origin(OriginError::Stalled { .. }) => "origin_stalled",
+        ReadError::Origin(OriginError::Corrupt { .. }) => "origin_corrupt",
         ReadError::Origin(OriginError::Other { .. }) => "origin",
     }
 }

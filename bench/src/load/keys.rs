@@ -79,14 +79,7 @@ mod tests {
     async fn populate_writes_once_to_a_file_origin() {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = url::Url::from_directory_path(dir.path()).expect("file url").to_string();
-        let cfg = OriginConfig {
-            url,
-            endpoint: None,
-            region: None,
-            access_key_id: None,
-            secret_access_key: None,
-            allow_http: false,
-        };
+        let cfg = OriginConfig::new(url);
         assert_eq!(populate(&cfg, "p", 3, 1000, 2).await.expect("populate"), Populated { written: 3, skipped: 0 });
         assert_eq!(populate(&cfg, "p", 3, 1000, 2).await.expect("populate"), Populated { written: 0, skipped: 3 });
         let on_disk = std::fs::read(dir.path().join("p/chunks/0/0/2_0_1000")).expect("object file");

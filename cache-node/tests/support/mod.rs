@@ -42,6 +42,23 @@ pub struct Cluster {
     pub nodes: Vec<NodeProc>,
     /// Gossip membership seeded by the first node (else a static member list per client).
     pub gossip: bool,
+    /// Deadlines and retries of the origin, for nodes and clients alike.
+    pub tuning: OriginTuning,
+}
+
+/// The origin's deadlines and retries in a test cluster's configs.
+#[derive(Debug, Clone)]
+pub struct OriginTuning {
+    /// `origin_timeout` of nodes (`[node]`) and clients (`[client]`).
+    pub origin_timeout: Duration,
+    /// Extra keys of each `[[volume.origin]]` entry, e.g. `stall_timeout = "400ms"`.
+    pub origin_keys: String,
+}
+
+impl Default for OriginTuning {
+    fn default() -> Self {
+        Self { origin_timeout: Duration::from_secs(10), origin_keys: String::new() }
+    }
 }
 
 /// Handoff window of gossip test clusters (short, so drains finish quickly).
@@ -81,12 +98,21 @@ impl Cluster {
         Self::start_with(ids, true, spare).await
     }
 
+    /// Starts the origin and one node per id, with the origin's deadlines and retries set.
+    pub async fn start_tuned(ids: &[&str], tuning: OriginTuning) -> Cluster {
+        Self::start_full(ids, false, &[], tuning).await
+    }
+
     async fn start_with(ids: &[&str], gossip: bool, spare: &[&str]) -> Cluster {
+        Self::start_full(ids, gossip, spare, OriginTuning::default()).await
+    }
+
+    async fn start_full(ids: &[&str], gossip: bool, spare: &[&str], tuning: OriginTuning) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let all: Vec<&str> = ids.iter().chain(spare).copied().collect();
         cache_client::certs::generate(&dir.path().join("certs"), &all, &["client"], 30).expect("certificates");
         let s3 = S3Origin::start(&dir.path().join("origin"), AK, SK).await.expect("S3 origin");
-        let mut cluster = Cluster { dir, s3, nodes: Vec::new(), gossip };
+        let mut cluster = Cluster { dir, s3, nodes: Vec::new(), gossip, tuning };
         for id in ids {
             cluster.add(id).await;
         }
@@ -126,9 +152,11 @@ region = "us-east-1"
 access_key_id = "{AK}"
 secret_access_key = "{SK}"
 allow_http = true
+{}
 "#,
             origin.url,
-            origin.endpoint.unwrap_or_default()
+            origin.endpoint.unwrap_or_default(),
+            self.tuning.origin_keys,
         )
     }
 
@@ -142,7 +170,7 @@ id = "{id}"
 listen = "{quic}"
 admin_listen = "{admin}"
 data_dir = "{data}"
-origin_timeout = "10s"
+origin_timeout = "{origin_timeout}ms"
 operators = ["client"]
 handoff = "{handoff}s"
 [cache]
@@ -156,6 +184,7 @@ key = "{certs}/{id}.key"
 {cluster}
 {volume}"#,
             handoff = HANDOFF.as_secs(),
+            origin_timeout = self.tuning.origin_timeout.as_millis(),
             cluster = if self.gossip { self.gossip_toml() } else { String::new() },
             id = n.id,
             quic = n.quic,
@@ -244,10 +273,11 @@ key = "{certs}/client.key"
 [client]
 connect_timeout = "1s"
 page_timeout = "10s"
-origin_timeout = "10s"
+origin_timeout = "{origin_timeout}ms"
 {}"#,
             self.volume_toml(volume, token),
             certs = certs.display(),
+            origin_timeout = self.tuning.origin_timeout.as_millis(),
         )
     }
 

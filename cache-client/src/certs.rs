@@ -66,6 +66,19 @@ pub fn generate(dir: &Path, nodes: &[&str], clients: &[&str], days: u32) -> Resu
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(CertError::InvalidDays);
     }
+    let now = SystemTime::now();
+    issue(dir, nodes, clients, now - CLOCK_SKEW, now + DAY * days)
+}
+
+/// [`generate`] with leaf certificates valid from `not_before` to `not_after` (tests use it for
+/// certificates that have expired or are not valid yet).
+pub fn issue(
+    dir: &Path,
+    nodes: &[&str],
+    clients: &[&str],
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<Vec<PathBuf>, CertError> {
     let mut seen = std::collections::HashSet::new();
     for &name in nodes.iter().chain(clients) {
         if NodeId::new(name).is_err() || name == "ca" || !seen.insert(name) {
@@ -77,7 +90,7 @@ pub fn generate(dir: &Path, nodes: &[&str], clients: &[&str], days: u32) -> Resu
     let ca = load_or_create_ca(dir, &mut written)?;
     for (&name, node) in nodes.iter().map(|n| (n, true)).chain(clients.iter().map(|c| (c, false))) {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("generate key"))?;
-        let cert = leaf_params(name, node, days)?
+        let cert = leaf_params(name, node, not_before, not_after)?
             .signed_by(&key, &ca)
             .map_err(rcgen_err(format!("sign certificate {name}")))?;
         written.push(write_file(&dir.join(format!("{name}.key")), &key.serialize_pem(), true)?);
@@ -110,7 +123,12 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-fn leaf_params(name_: &str, node: bool, days: u32) -> Result<CertificateParams, CertError> {
+fn leaf_params(
+    name_: &str,
+    node: bool,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams, CertError> {
     let dns = |s: &str| s.try_into().map(SanType::DnsName).map_err(rcgen_err(format!("DNS name {s:?}")));
     let mut params = CertificateParams::default();
     params.distinguished_name = name(name_);
@@ -127,7 +145,8 @@ fn leaf_params(name_: &str, node: bool, days: u32) -> Result<CertificateParams, 
             SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
         ]);
     }
-    validity(&mut params, days);
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
     Ok(params)
 }
 

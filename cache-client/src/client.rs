@@ -4,8 +4,9 @@
 //! For each page of the range (concurrently): ask the page's owner on the ring; on any failure
 //! (unreachable, deadline, refusal, a digest or length that does not check out) ask the next
 //! distinct node; then read the origin directly. An owner that has not answered within
-//! `hedge_after` gets company: the next node is asked too, and the first good answer wins
-//! (`hedge.rs`: at most about one extra request in ten). Only a node answer whose length matches the
+//! `hedge_after` gets company: the next node is asked for the page if it has it cached (a peek:
+//! no origin GET), and the first good answer wins (`hedge.rs`: at most about one extra request
+//! in ten); an owner slow three times in a row is set aside, and reads waiting on it move on. Only a node answer whose length matches the
 //! object size it reports and whose digest, bound to the request, matches the bytes is used.
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
@@ -32,6 +33,9 @@ use crate::{
 pub const MAX_READ_LEN: u64 = 256 << 20;
 /// Nodes asked for a page before the origin: the owner and the next one on the ring.
 pub const NODE_TRIES: usize = 2;
+/// A hedge whose peek missed asks the next node for the page itself after this many
+/// `hedge_after`s in all.
+const ESCALATE: u32 = 4;
 /// How often a read waiting on a slow node checks whether that node has been set aside.
 const SET_ASIDE_POLL: Duration = Duration::from_millis(100);
 
@@ -260,7 +264,7 @@ impl Client {
         key: &ObjectKey,
         piece: Piece,
     ) -> Result<PieceRead, ReadError> {
-        let request = Request::Get(Get {
+        let get = Get {
             volume: volume.clone(),
             token: cv.token.clone(),
             key: key.clone(),
@@ -268,7 +272,10 @@ impl Client {
             page: piece.page,
             start: piece.start,
             len: piece.len,
-        });
+        };
+        // A hedge asks for the whole page, and only if it is cached.
+        let peek = Request::Peek(Get { start: 0, len: self.page_size, ..get.clone() });
+        let request = Request::Get(get);
         let mut passed_over = Vec::new();
         self.ensure_ring().await;
         let view = self.ring();
@@ -295,54 +302,59 @@ impl Client {
             self.hedges.earn();
             let mut first = std::pin::pin!(ask(primary));
             let hedge_after = self.timeouts.hedge_after.0;
-            let can_hedge = next < nodes.len() && !hedge_after.is_zero();
+            let may_wait = !hedge_after.is_zero();
             let early = tokio::select! {
                 r = &mut first => Some(r),
-                _ = tokio::time::sleep(hedge_after), if can_hedge => None,
+                _ = tokio::time::sleep(hedge_after), if may_wait => None,
             };
-            if early.is_none() {
-                // Slow: enough of these and the node is set aside (and probed back later).
-                self.pool.note_slow(primary);
-            }
             let (member, result) = match early {
                 Some(r) => (primary, r),
-                None if self.hedges.try_spend() => {
-                    // The owner is slow: ask the next node too; the first good answer wins.
-                    let backup = nodes[next];
-                    next += 1;
-                    self.stats.record_fallback("hedged");
-                    let mut second = std::pin::pin!(ask(backup));
-                    tokio::select! {
-                        r = &mut first => match r {
-                            Ok(page) => (primary, Ok(page)),
-                            Err(pass) => {
-                                pass_over(primary, pass, &mut passed_over);
-                                (backup, second.await)
-                            }
-                        },
-                        r = &mut second => match r {
-                            Ok(page) => {
-                                passed_over.push(format!("node {} slower than {hedge_after:?}", primary.id));
-                                (backup, Ok(page))
-                            }
-                            Err(pass) => {
-                                pass_over(backup, pass, &mut passed_over);
-                                (primary, first.await)
-                            }
-                        },
-                    }
-                }
                 None => {
-                    // No hedge left in the budget: wait for the owner, unless it is set aside
-                    // meanwhile (slow for other reads too), then give up on it; dropping the
-                    // request adds no load.
+                    // The owner is slow. Enough of these and it is set aside (probed again
+                    // later); a read waiting on it then gives up on it. Meanwhile, within the
+                    // budget, the next node is asked for the page if it has it cached (a peek
+                    // adds no origin GET), and after ESCALATE x hedge_after for the page itself
+                    // (a full get: a cold page costs a second origin GET, so it waits longer).
+                    // The first good answer wins.
+                    let backup = nodes.get(next).copied();
+                    if backup.is_some() {
+                        // Only where there is another node to go to: setting the last one aside
+                        // would send every read to the origin.
+                        self.pool.note_slow(primary);
+                    }
+                    let hedge = async {
+                        let Some(b) = backup.filter(|_| self.hedges.try_spend()) else {
+                            return std::future::pending().await;
+                        };
+                        self.stats.record_fallback("hedged");
+                        if let Ok(page) = self.ask(b, &peek, volume, key, piece).await {
+                            return (b, page);
+                        }
+                        tokio::time::sleep(hedge_after * (ESCALATE - 1)).await;
+                        if !self.hedges.try_spend() {
+                            return std::future::pending().await;
+                        }
+                        self.stats.record_fallback("hedge_escalated");
+                        match ask(b).await {
+                            Ok(page) => (b, page),
+                            Err(_) => std::future::pending().await,
+                        }
+                    };
                     let set_aside = async {
+                        if backup.is_none() {
+                            return std::future::pending().await;
+                        }
                         while !self.pool.is_set_aside(primary) {
                             tokio::time::sleep(SET_ASIDE_POLL).await;
                         }
                     };
                     tokio::select! {
                         r = &mut first => (primary, r),
+                        (b, page) = hedge => {
+                            self.stats.record_fallback("hedge_won");
+                            passed_over.push(format!("node {} slower than {hedge_after:?}", primary.id));
+                            (b, Ok(page))
+                        }
                         () = set_aside => {
                             let node = primary.id.to_string();
                             (primary, Err(Pass::Exchange(ExchangeError::SetAside { node })))
@@ -358,7 +370,16 @@ impl Client {
                     let trace = PageTrace { page: piece.page, source, passed_over };
                     return Ok(PieceRead { bytes, object_size, etag, trace });
                 }
-                Err(pass) => pass_over(member, pass, &mut passed_over),
+                Err(pass) => {
+                    // The node read the origin and it failed (or has no such object): the next
+                    // node would only repeat that GET. Ask the origin once ourselves instead (a
+                    // node is never trusted to fail a read).
+                    let origin_said_no = matches!(&pass, Pass::Refused { status: "not_found" | "origin_failed", .. });
+                    pass_over(member, pass, &mut passed_over);
+                    if origin_said_no {
+                        break;
+                    }
+                }
             }
         }
         let start = piece.offset(self.page_size);
@@ -385,8 +406,11 @@ impl Client {
         key: &ObjectKey,
         piece: Piece,
     ) -> Result<NodePage, Pass> {
-        let offset = piece.offset(self.page_size);
-        let expected = |size: u64| size.saturating_sub(offset).min(u64::from(piece.len));
+        // A peek answers with the whole page; it is checked whole, then cut to the piece.
+        let whole = matches!(request, Request::Peek(_));
+        let (start, len) = if whole { (0, self.page_size) } else { (piece.start, piece.len) };
+        let offset = piece.page * u64::from(self.page_size) + u64::from(start);
+        let expected = |size: u64| size.saturating_sub(offset).min(u64::from(len));
         let accept = |head: &ResponseHead| match head {
             ResponseHead::Page(p) if u64::from(p.len) != expected(p.object_size) => Err(WireError::Range(format!(
                 "{} bytes for a piece that should have {}",
@@ -399,10 +423,16 @@ impl Client {
             self.pool.exchange(member, request, self.timeouts.page_timeout.0, accept).await.map_err(Pass::Exchange)?;
         match head {
             ResponseHead::Page(p) => {
-                if page_digest(volume, key, piece.page, piece.start, &payload) != p.digest {
+                if page_digest(volume, key, piece.page, start, &payload) != p.digest {
                     return Err(Pass::Corrupt);
                 }
-                Ok(NodePage { bytes: payload, object_size: p.object_size, tier: p.tier, etag: p.etag, epoch: p.epoch })
+                let bytes = if whole {
+                    let from = (piece.start as usize).min(payload.len());
+                    payload.slice(from..(from + piece.len as usize).min(payload.len()))
+                } else {
+                    payload
+                };
+                Ok(NodePage { bytes, object_size: p.object_size, tier: p.tier, etag: p.etag, epoch: p.epoch })
             }
             ResponseHead::Error(e) => Err(Pass::Refused { status: e.status.as_str(), message: e.message }),
             ResponseHead::Status { .. } | ResponseHead::Warm { .. } => {

@@ -236,8 +236,9 @@ pub struct ClientSection {
     /// Deadline for one page read from the origin on fallback. Default 30s.
     #[serde(default = "default_origin_timeout")]
     pub origin_timeout: Span,
-    /// A page's owner that has not answered within this is joined by the next node (a hedged
-    /// read; at most about 10 % extra requests). Default 500ms; "0s" turns hedging off.
+    /// A page's owner that has not answered within this is joined by the next node: a peek
+    /// (cached pages only), then after 4 x this a full request (a hedged read; at most about
+    /// 10 % extra requests). Default 500ms; "0s" turns hedging off.
     #[serde(default = "default_hedge_after")]
     pub hedge_after: Span,
 }

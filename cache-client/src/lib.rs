@@ -29,6 +29,7 @@ pub mod ring;
 pub mod ring_source;
 pub mod stats;
 pub mod tls;
+pub mod tls_reload;
 pub mod units;
 pub mod warm;
 pub mod wire;

@@ -96,17 +96,16 @@ impl Slot {
         false
     }
 
-    /// Skips the node for [`SET_ASIDE`] and drops its connection, so the request after that
+    /// Skips the node for [`SET_ASIDE`] and forgets its connection, so the request after that
     /// (the probe) opens a fresh one: a connection to a node that was killed and restarted, or
-    /// stalled, would otherwise hang until its idle timeout.
+    /// stalled, would otherwise hang until its idle timeout. Requests already on the old
+    /// connection finish on it (it is not closed).
     fn set_aside(&self) {
         if let Ok(mut until) = self.set_aside_until.lock() {
             *until = Some(Instant::now() + SET_ASIDE);
         }
-        if let Ok(mut conn) = self.conn.try_lock()
-            && let Some(conn) = conn.take()
-        {
-            conn.close(0u32.into(), b"set aside");
+        if let Ok(mut conn) = self.conn.try_lock() {
+            conn.take();
         }
     }
 

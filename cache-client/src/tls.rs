@@ -45,7 +45,7 @@ pub enum TlsError {
 
 /// Loaded PEM material: CA roots, own chain and key.
 pub struct TlsFiles {
-    paths: TlsConfig,
+    pub(crate) paths: TlsConfig,
     pub(crate) roots: Arc<RootCertStore>,
     pub(crate) chain: Vec<CertificateDer<'static>>,
     pub(crate) key: PrivateKeyDer<'static>,
@@ -318,6 +318,34 @@ mod tests {
         let stranger = client_with(&files(dir.path(), "mount"), Some(&files(other.path(), "mount")));
         // Both CAs share a subject, so the signature check is what fails (else: unknown CA).
         within(assert_refused(dir.path(), stranger, "a", &[DECRYPT_ERROR, UNKNOWN_CA])).await;
+    }
+
+    const CERTIFICATE_EXPIRED: u8 = 45;
+
+    /// Replaces `name`'s certificate in `dir` with one that expired a day ago.
+    fn expire(dir: &Path, name: &str, node: bool) {
+        let day = std::time::Duration::from_secs(86_400);
+        let now = std::time::SystemTime::now();
+        let (nodes, clients): (&[&str], &[&str]) = if node { (&[name], &[]) } else { (&[], &[name]) };
+        crate::certs::issue(dir, nodes, clients, now - 10 * day, now - day).expect("issue expired");
+    }
+
+    #[tokio::test]
+    async fn expired_client_certificate_is_refused() {
+        let dir = cluster();
+        expire(dir.path(), "mount", false);
+        let expired = client(&files(dir.path(), "mount"));
+        within(assert_refused(dir.path(), expired, "a", &[CERTIFICATE_EXPIRED, BAD_CERTIFICATE])).await;
+    }
+
+    #[tokio::test]
+    async fn expired_node_certificate_is_refused_by_clients() {
+        let dir = cluster();
+        expire(dir.path(), "a", true);
+        let mount = client(&files(dir.path(), "mount"));
+        let (in_handshake, err) =
+            within(assert_refused(dir.path(), mount, "a", &[CERTIFICATE_EXPIRED, BAD_CERTIFICATE])).await;
+        assert!(in_handshake, "{err}");
     }
 
     #[tokio::test]

@@ -75,6 +75,9 @@ pub struct RunningNode {
     gossip_task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// How often a node looks for a renewed certificate.
+const CERT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Deadline for opening a connection to another node (warm handoff).
 const PEER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -86,7 +89,7 @@ impl RunningNode {
         let id = node_id::resolve(config.node.id.as_ref(), &config.node.data_dir).map_err(StartError::NodeId)?;
         let files = tls::TlsFiles::load(&config.tls)?;
         let transport = Arc::new(tls::transport_config());
-        let server_config = tls::server_config(&files, transport.clone())?;
+        let (server_config, mut cert) = cache_client::tls_reload::reloading_server_config(&files, transport.clone())?;
 
         let mut volumes = HashMap::new();
         for v in &config.volume {
@@ -171,6 +174,24 @@ impl RunningNode {
         let admin_addr = admin.local_addr().map_err(|e| bind("admin HTTP", config.node.admin_listen, e))?;
 
         let tracker = TaskTracker::new();
+        // A renewed certificate is picked up without a restart (new handshakes only).
+        let (node, token) = (id.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CERT_CHECK_EVERY);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                match cert.reload_if_changed() {
+                    Ok(true) => tracing::info!(%node, "certificate reloaded; new connections use it"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(%node, error = %e, "certificate files changed but do not load; keeping the old one")
+                    }
+                }
+            }
+        });
         tokio::spawn(server::serve(endpoint.clone(), service.clone(), shutdown.clone(), tracker.clone()));
         let (s, token) = (service.clone(), shutdown.clone());
         tokio::spawn(async move {

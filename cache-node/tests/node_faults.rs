@@ -1,6 +1,7 @@
 //! Node faults, with real `cache-node` processes: a node stalled mid-stream (SIGSTOP: its
-//! connections stay open, no bytes come) costs a read one hedge deadline, not the connection's
-//! idle timeout; a node that stays slow is set aside and probed back once it recovers.
+//! connections stay open, no bytes come) costs a read at most the hedge escalation (4 x 500 ms),
+//! not the connection's idle timeout; a node that stays slow is set aside and probed back once
+//! it recovers.
 //! (Killed nodes and partitions, with the checker, are in `scripts/faults.sh`.)
 
 mod support;
@@ -15,7 +16,12 @@ use cache_client::{
 use support::{Cluster, PAGE, VOLUME, block_key};
 
 /// Keys (and their bytes) whose first page node `owner` owns on the client's ring.
-fn keys_owned_by(cluster: &Cluster, client: &cache_client::Client, owner: &str, n: usize) -> Vec<(ObjectKey, bytes::Bytes)> {
+fn keys_owned_by(
+    cluster: &Cluster,
+    client: &cache_client::Client,
+    owner: &str,
+    n: usize,
+) -> Vec<(ObjectKey, bytes::Bytes)> {
     let volume = Volume::new(VOLUME).expect("volume");
     let view = client.ring();
     (0..200u64)
@@ -53,11 +59,12 @@ async fn a_stalled_owner_costs_a_hedge_deadline_and_is_set_aside_then_probed_bac
     }
     let stats = client.stats().snapshot();
     eprintln!("stalled owner: slowest read {slowest:?}; {stats:?}");
-    // The deadline is 500 ms; a read without hedging would wait for the 5 s idle timeout.
+    // A peek at b misses (b never had these pages), so reads move after 4 x 500 ms or once a is
+    // set aside; a read without hedging would wait for the 5 s idle timeout.
     assert!(slowest < Duration::from_secs(3), "slowest read {slowest:?}");
     let hedged = stats.get("fallback_hedged").copied().unwrap_or(0);
     let set_aside = stats.get("fallback_set_aside").copied().unwrap_or(0);
-    assert!(hedged >= 3, "hedged {hedged}");
+    assert!(hedged >= 1, "hedged {hedged}");
     assert!(set_aside >= 1, "after 3 hedges the slow node is skipped: {stats:?}");
 
     // Recovered: once the set-aside time has passed, reads go back to it.

@@ -292,6 +292,15 @@ origin_timeout = "{origin_timeout}ms"
         self.client_with(TOKEN, VOLUME, &self.path("certs"))
     }
 
+    /// A client that never hedges (tests that count origin GETs of slow cold fills).
+    pub fn client_without_hedging(&self) -> Client {
+        let text = self
+            .client_toml(TOKEN, VOLUME, &self.path("certs"))
+            .replace("[client]\n", "[client]\nhedge_after = \"0s\"\n");
+        let config: ClientConfig = cache_client::config::parse_toml(&text).expect("client config");
+        Client::new(&config).expect("client")
+    }
+
     /// Writes an object to the origin and returns its bytes.
     pub fn put(&self, key: &str, seed: u64, len: u64) -> Bytes {
         let data = content(seed, len);

@@ -9,9 +9,10 @@
 # and PASS/FAIL lines for its targets (0 wrong, 0 short, 0 failed reads while the origin is
 # healthy, no read past its deadline). Exits non-zero if any target is missed.
 #
-#   sudo scripts/faults.sh              # the whole suite, ~6 minutes on 2 cores
+#   sudo scripts/faults.sh              # the whole suite, ~8 minutes on 2 cores
 #   FAST=1 scripts/faults.sh            # shorter scenarios (what CI runs)
 #   KEEP=1 scripts/faults.sh            # keep logs and checker outputs
+#   ONLY=stall,memory scripts/faults.sh # some scenarios: kill stall partition loss slow down memory
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ OBJECTS=${OBJECTS:-32}
 FAULT_SECS=${FAULT_SECS:-$([[ -n "${FAST:-}" ]] && echo 8 || echo 20)}
 # The client's own bound on a read: two nodes' page deadlines and the origin's (client.toml).
 DEADLINE=${DEADLINE:-30s}
+ONLY=${ONLY:-}   # e.g. ONLY=stall,memory: run only these scenarios
+want() { [[ -z $ONLY || ,$ONLY, == *",$1,"* ]]; }
 source scripts/lib/netns-cluster.sh
 trap cluster_cleanup EXIT INT TERM
 
@@ -68,56 +71,109 @@ nft_drop() {
   "$@"
 }
 
-echo "== 1. kill -9 mid-transfer, repeatedly"
-run_checker kill
-for round in 1 2 3; do
-  for n in b c; do
-    kill -9 "${node_pid[$n]}"; wait "${node_pid[$n]}" 2>/dev/null || true
-    sleep 1
-    start_node $n
-    sleep 2
+if want kill; then
+  echo "== 1. kill -9 mid-transfer, repeatedly"
+  run_checker kill
+  for round in 1 2 3; do
+    for n in b c; do
+      kill -9 "${node_pid[$n]}"; wait "${node_pid[$n]}" 2>/dev/null || true
+      sleep 1
+      start_node $n
+      sleep 2
+    done
   done
-done
-finish kill
+  finish kill
+fi
 
-echo "== 2. a node stalled (SIGSTOP: connections open, no bytes) for ${FAULT_SECS}s"
-run_checker stall
-kill -STOP "${node_pid[b]}"
-sleep "$FAULT_SECS"
-kill -CONT "${node_pid[b]}"
-finish stall
+if want stall; then
+  echo "== 2. a node stalled (SIGSTOP: connections open, no bytes) for ${FAULT_SECS}s"
+  run_checker stall
+  kill -STOP "${node_pid[b]}"
+  sleep "$FAULT_SECS"
+  kill -CONT "${node_pid[b]}"
+  finish stall
+fi
 
-echo "== 3. partition: client -> node c dropped (one way), then both ways"
-run_checker partition
-nft_drop nft add rule inet mcfault out ip daddr "$(addr c)" drop
-sleep $((FAULT_SECS / 2))
-nft add rule inet mcfault in ip saddr "$(addr c)" drop
-sleep $((FAULT_SECS / 2))
-nft_reset
-finish partition
+if want partition; then
+  echo "== 3. partition: client -> node c dropped (one way), then both ways"
+  run_checker partition
+  nft_drop nft add rule inet mcfault out ip daddr "$(addr c)" drop
+  sleep $((FAULT_SECS / 2))
+  nft add rule inet mcfault in ip saddr "$(addr c)" drop
+  sleep $((FAULT_SECS / 2))
+  nft_reset
+  finish partition
+fi
 
-echo "== 4. 5% random loss on every link of the root namespace"
-run_checker loss
-nft_drop nft add rule inet mcfault out ip daddr $NET.0/24 numgen random mod 100 '<' 5 drop
-nft add rule inet mcfault in ip saddr $NET.0/24 numgen random mod 100 '<' 5 drop
-sleep "$FAULT_SECS"
-nft_reset
-finish loss
+if want loss; then
+  echo "== 4. 5% random loss on every link of the root namespace"
+  run_checker loss
+  nft_drop nft add rule inet mcfault out ip daddr $NET.0/24 numgen random mod 100 '<' 5 drop
+  nft add rule inet mcfault in ip saddr $NET.0/24 numgen random mod 100 '<' 5 drop
+  sleep "$FAULT_SECS"
+  nft_reset
+  finish loss
+fi
 
-echo "== 5. slow link: node a's link capped at 20 Mbit/s (tc tbf)"
-run_checker slow
-tc qdisc add dev mc-a-h root tbf rate 20mbit burst 32kbit latency 400ms
-ip netns exec mc-a tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 400ms
-sleep "$FAULT_SECS"
-tc qdisc del dev mc-a-h root
-ip netns exec mc-a tc qdisc del dev eth0 root
-finish slow
+if want slow; then
+  echo "== 5. slow link: node a's link capped at 20 Mbit/s (tc tbf)"
+  run_checker slow
+  tc qdisc add dev mc-a-h root tbf rate 20mbit burst 32kbit latency 400ms
+  ip netns exec mc-a tc qdisc add dev eth0 root tbf rate 20mbit burst 32kbit latency 400ms
+  sleep "$FAULT_SECS"
+  tc qdisc del dev mc-a-h root
+  ip netns exec mc-a tc qdisc del dev eth0 root
+  finish slow
+fi
 
-echo "== 6. the whole cache cluster down (SIGSTOP every node): reads go to the origin"
-run_checker down
-for n in a b c; do kill -STOP "${node_pid[$n]}"; done
-sleep "$FAULT_SECS"
-for n in a b c; do kill -CONT "${node_pid[$n]}"; done
-finish down
+if want down; then
+  echo "== 6. the whole cache cluster down (SIGSTOP every node): reads go to the origin"
+  run_checker down
+  for n in a b c; do kill -STOP "${node_pid[$n]}"; done
+  sleep "$FAULT_SECS"
+  for n in a b c; do kill -CONT "${node_pid[$n]}"; done
+  finish down
+fi
+
+if want memory; then
+  echo "== 7. memory pressure: node b (256 MiB memory tier, 32 MiB of fills) in a 448 MiB memory cgroup, 32 cold reads in flight"
+  cg=/sys/fs/cgroup/memory/mc-fault-b
+  if [[ -d /sys/fs/cgroup/memory ]] && mkdir -p $cg 2>/dev/null; then
+    echo $((448 << 20)) >$cg/memory.limit_in_bytes
+    [[ -f $cg/memory.memsw.limit_in_bytes ]] && echo $((448 << 20)) >$cg/memory.memsw.limit_in_bytes 2>/dev/null || true
+    # Restart b inside the cgroup with a memory tier and fill budget that fit in it.
+    kill -TERM "${node_pid[b]}"; wait "${node_pid[b]}" 2>/dev/null || true
+    sed -i -e 's/^memory_capacity = .*/memory_capacity = "256MiB"/' -e 's/^origin_timeout = "10s"/origin_timeout = "10s"\nmax_fill_bytes = "32MiB"/' "$W/b.toml"
+    echo $$ >$cg/cgroup.procs   # this shell, so the node starts inside; moved back below
+    start_node b
+    echo $$ >/sys/fs/cgroup/memory/cgroup.procs
+    wait_ring "a b c"
+    "$BIN/cache-bench" populate --config "$W/client.toml" --volume vol1 --objects 160 --prefix cold >/dev/null
+    mem_checkers=()
+    for i in 1 2; do
+      "$BIN/cache-bench" check --config "$W/client.toml" --volume vol1 --objects 160 --prefix cold --seed $i \
+        --concurrency 16 --seconds "$FAULT_SECS" --deadline "$DEADLINE" --json >"$W/memory$i.json" 2>"$W/memory$i.err" &
+      pids+=($!)
+      mem_checkers+=($!)
+    done
+    wait "${mem_checkers[@]}" || true
+    for i in 1 2; do
+      s=$(tail -n 1 "$W/memory$i.json")
+      echo "SCENARIO memory$i $(jq -r '"reads=\(.reads) wrong=\(.wrong) short=\(.short) errors=\(.errors) late=\(.late) p99_ms=\(.p99_ms|floor) max_ms=\(.max_ms|floor) origin_fallback_pages=\(.pages_origin_fallback) errors_by_kind=\(.errors_by_kind|tojson)"' <<<"$s")"
+      # Busy answers send readers to the origin, which this one machine can saturate: origin
+      # timeouts are the origin's errors (typed); anything else is the cache's.
+      ok=$(jq '.wrong == 0 and .short == 0 and .late == 0 and .reads > 0 and ([.errors_by_kind | keys[] | select(. != "origin_timeout" and . != "origin")] | length == 0)' <<<"$s")
+      check "memory$i: right bytes; the only errors are the origin's" "$([[ $ok == true ]] && echo 1 || echo 0)" "$(jq -c '{reads,wrong,short,errors_by_kind,late}' <<<"$s")"
+    done
+    alive=$(kill -0 "${node_pid[b]}" 2>/dev/null && echo 1 || echo 0)
+    ooms=$(awk '/oom_kill /{print $2}' $cg/memory.oom_control 2>/dev/null)
+    peak=$(($(cat $cg/memory.max_usage_in_bytes) >> 20))
+    busy=$(curl -s "http://$(addr b):9100/metrics" | awk '/^mirrorcache_node_errors_total\{kind="busy"\}/{print $2}')
+    figure "memory peak_mib=$peak limit_mib=448 oom_kills=${ooms:-0} busy_answers=${busy:-0}"
+    check "memory: node b alive, never OOM-killed" $((alive == 1 && ${ooms:-0} == 0)) "peak ${peak} MiB of 448, ${busy:-0} Busy answers"
+  else
+    echo "SKIP memory: no cgroup v1 memory controller here"
+  fi
+fi
 
 exit $fail

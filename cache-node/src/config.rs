@@ -52,6 +52,12 @@ pub struct NodeSection {
     /// Requests served at once; more are answered `Busy` and the client goes elsewhere. Default 256.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: usize,
+    /// Bytes of pages being read from disk or the origin at once (memory hits take none: they
+    /// send the cached page). More are answered `Busy`, and the client asks the next node or
+    /// the origin: what keeps a node inside its memory under a burst of cold reads. Default
+    /// 256MiB; at least one page.
+    #[serde(default = "default_max_fill_bytes")]
+    pub max_fill_bytes: ByteSize,
     /// Address other nodes and clients reach this node at (gossip membership advertises it).
     /// Default: `listen`, which then must not be a wildcard address.
     #[serde(default)]
@@ -75,6 +81,9 @@ fn default_origin_timeout() -> Span {
 }
 fn default_handoff() -> Span {
     Span(Duration::from_secs(60))
+}
+fn default_max_fill_bytes() -> ByteSize {
+    ByteSize::mib(256)
 }
 fn default_max_inflight() -> usize {
     256
@@ -172,6 +181,9 @@ impl NodeConfig {
         }
         if self.node.max_inflight == 0 {
             return Err(ConfigError::invalid("node.max_inflight", "must be at least 1"));
+        }
+        if self.node.max_fill_bytes.0 < self.cache.page_size.0 {
+            return Err(ConfigError::invalid("node.max_fill_bytes", "must hold at least one page"));
         }
         if self.node.weight.is_some_and(|w| w > MAX_WEIGHT) {
             return Err(ConfigError::invalid("node.weight", format!("must be 0..={MAX_WEIGHT}")));

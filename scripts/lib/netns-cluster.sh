@@ -24,6 +24,10 @@ cluster_cleanup() {
   for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
   nft delete table inet mcfault 2>/dev/null
+  if [[ -d /sys/fs/cgroup/memory/mc-fault-b ]]; then
+    cat /sys/fs/cgroup/memory/mc-fault-b/cgroup.procs 2>/dev/null | while read -r p; do echo "$p" >/sys/fs/cgroup/memory/cgroup.procs; done
+    rmdir /sys/fs/cgroup/memory/mc-fault-b
+  fi
   for n in "${NODES[@]}"; do ip netns del "mc-$n" 2>/dev/null; ip link del "mc-$n-h" 2>/dev/null; done
   ip link del $BR 2>/dev/null
   if [[ -n "${KEEP:-}" ]]; then echo "logs kept in $W"; else rm -rf "$W"; fi
@@ -31,9 +35,8 @@ cluster_cleanup() {
 
 cluster_build() {
   # The debug build the tests made (CI builds once); a no-op when it is there.
-  cargo build --quiet --locked -p cache-node --features testkit --bins
-  cargo build --quiet --locked -p cache-client --bins
-  cargo build --quiet --locked -p bench --bins
+  # (The bench crate turns on cache-node's testkit, so mirror-origin is among the bins.)
+  cargo build --quiet --locked --workspace --bins
 }
 
 addr() { local i; for i in "${!NODES[@]}"; do [[ ${NODES[$i]} == "$1" ]] && echo "$NET.$((11 + i))"; done; }

@@ -71,14 +71,24 @@ async fn serve_connection(
     // Who the peer is: the name in its certificate (operators may drain), and whether it is a
     // node of this cluster (only nodes are heard on gossip).
     let peer: Option<Arc<str>> = peer_name(&conn).map(Arc::from);
-    if let Some(gossip) = &service.gossip
-        && service.node_certs.node_id(&conn).is_some()
-    {
+    let gossip = service.gossip.as_ref().filter(|_| service.node_certs.node_id(&conn).is_some());
+    if let Some(gossip) = gossip {
         tracker.spawn(read_gossip(conn.clone(), gossip.inbound.clone(), shutdown.clone()));
     }
+    let hears_gossip = gossip.is_some();
     loop {
         let (send, recv) = tokio::select! {
             _ = shutdown.cancelled() => return,
+            // Datagrams carry gossip, heard from nodes only. Anyone else's are dropped as they
+            // come: unread, each connection would keep up to quinn's datagram receive buffer
+            // (1.25 MB) of them until it closes.
+            datagram = conn.read_datagram(), if !hears_gossip => match datagram {
+                Ok(_) => {
+                    service.metrics.error("protocol");
+                    continue;
+                }
+                Err(_) => return,
+            },
             stream = conn.accept_bi() => match stream {
                 Ok(s) => s,
                 Err(e) => {

@@ -14,7 +14,10 @@ use std::net::SocketAddr;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::key::{NodeId, ObjectKey, Volume};
+use crate::{
+    config::MAX_WEIGHT,
+    key::{NodeId, ObjectKey, Volume},
+};
 
 /// Virtual nodes per unit of weight. More points give better balance (about 1/√points of spread)
 /// at 16 bytes each and a slightly deeper binary search: 100 members of weight 1 take 1.6 MB.
@@ -54,12 +57,19 @@ fn vnode_point(id: &NodeId, i: u32) -> u64 {
     h.digest()
 }
 
+/// Virtual nodes of a member: a weight above [`MAX_WEIGHT`] counts as [`MAX_WEIGHT`]. Config
+/// never allows more, but weights also come from peers (gossip, a `Members` answer), and one of
+/// billions would overflow the count or ask for tens of GB of points.
+fn vnodes(m: &Member) -> u32 {
+    m.weight.min(MAX_WEIGHT) * VNODES_PER_WEIGHT
+}
+
 impl Ring {
     pub fn new(members: Vec<Member>) -> Self {
-        let total: usize = members.iter().map(|m| (m.weight * VNODES_PER_WEIGHT) as usize).sum();
+        let total: usize = members.iter().map(|m| vnodes(m) as usize).sum();
         let mut points = Vec::with_capacity(total);
         for (idx, m) in members.iter().enumerate() {
-            points.extend((0..m.weight * VNODES_PER_WEIGHT).map(|i| (vnode_point(&m.id, i), idx as u32)));
+            points.extend((0..vnodes(m)).map(|i| (vnode_point(&m.id, i), idx as u32)));
         }
         // Ties (two ids hashing to one point) break by id, so order of `members` never matters.
         points.sort_unstable_by(|a, b| {
@@ -213,5 +223,16 @@ mod tests {
             sorted.sort();
             assert_eq!(sorted, vec![0, 1, 2, 3, 4]);
         }
+    }
+
+    #[test]
+    fn weights_from_peers_past_the_maximum_count_as_the_maximum() {
+        // Found by the members_json fuzz target: a member of weight 22228 took the client over
+        // 10 s and 360 MB to place; 3_000_000 asked for 48 GB, 5_000_000 overflowed the count.
+        let mut huge = members(2);
+        huge[0].weight = u32::MAX;
+        huge[1].weight = MAX_WEIGHT;
+        let shares = Ring::new(huge).shares();
+        assert!((shares[0] - 0.5).abs() < 0.05, "{shares:?}");
     }
 }

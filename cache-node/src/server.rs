@@ -6,16 +6,18 @@
 //! endpoint.accept ─► connection task ─► stream task: read prefix ─► read body ─► Service::answer
 //!                                                    ─► write head ─► write_chunk(page) ─► finish
 //! ```
-//! Every wait has a deadline; a malformed frame is answered `BadRequest` and the stream closed,
-//! and nothing a peer sends can panic the node.
+//! Every wait has a deadline; a malformed frame is answered `BadRequest` and the stream closed
+//! (so is a frame cut short by the end of the stream, one followed by more bytes, and a request
+//! not complete by [`REQUEST_DEADLINE`]), and nothing a peer sends can panic the node.
 
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use cache_client::{
     node_cert::peer_name,
-    wire::{MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, Request, RequestView, Status},
+    wire::{MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, Request, RequestView, Status, WireError},
 };
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -69,14 +71,24 @@ async fn serve_connection(
     // Who the peer is: the name in its certificate (operators may drain), and whether it is a
     // node of this cluster (only nodes are heard on gossip).
     let peer: Option<Arc<str>> = peer_name(&conn).map(Arc::from);
-    if let Some(gossip) = &service.gossip
-        && service.node_certs.node_id(&conn).is_some()
-    {
+    let gossip = service.gossip.as_ref().filter(|_| service.node_certs.node_id(&conn).is_some());
+    if let Some(gossip) = gossip {
         tracker.spawn(read_gossip(conn.clone(), gossip.inbound.clone(), shutdown.clone()));
     }
+    let hears_gossip = gossip.is_some();
     loop {
         let (send, recv) = tokio::select! {
             _ = shutdown.cancelled() => return,
+            // Datagrams carry gossip, heard from nodes only. Anyone else's are dropped as they
+            // come: unread, each connection would keep up to quinn's datagram receive buffer
+            // (1.25 MB) of them until it closes.
+            datagram = conn.read_datagram(), if !hears_gossip => match datagram {
+                Ok(_) => {
+                    service.metrics.error("protocol");
+                    continue;
+                }
+                Err(_) => return,
+            },
             stream = conn.accept_bi() => match stream {
                 Ok(s) => s,
                 Err(e) => {
@@ -96,7 +108,7 @@ async fn serve_connection(
 
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
-    #[error("client sent no complete request within {REQUEST_DEADLINE:?}")]
+    #[error("no complete request within {REQUEST_DEADLINE:?}")]
     RequestTimeout,
     #[error("client did not take the answer within {RESPONSE_DEADLINE:?}")]
     ResponseTimeout,
@@ -144,14 +156,29 @@ async fn serve_stream(
     let mut prefix = [0u8; REQUEST_PREFIX_LEN];
     let mut body = [0u8; MAX_REQUEST_BODY];
     let read = async {
-        recv.read_exact(&mut prefix).await?;
+        recv.read_exact(&mut prefix).await.map_err(|e| (e, "prefix"))?;
         // A bad prefix is answered by `respond`; read no body for it.
         let len = Request::parse_prefix(&prefix).map_or(0, |(_, len)| len);
-        recv.read_exact(&mut body[..len]).await?;
-        Ok::<_, StreamError>(len)
+        recv.read_exact(&mut body[..len]).await.map_err(|e| (e, "body"))?;
+        Ok(len)
     };
-    let len = tokio::time::timeout(REQUEST_DEADLINE, read).await.map_err(|_| StreamError::RequestTimeout)??;
-    let answer = respond(service, &prefix, &body[..len], peer).await;
+    let answer = match tokio::time::timeout(REQUEST_DEADLINE, read).await {
+        Ok(Ok(len)) => match trailing_bytes(&mut recv, &prefix) {
+            0 => respond(service, &prefix, &body[..len], peer).await,
+            n => {
+                service.refuse("protocol", Status::BadRequest, format!("malformed request: {}", WireError::Trailing(n)))
+            }
+        },
+        // The peer ended its side inside the frame: it is waiting for an answer, so say why.
+        Ok(Err((quinn::ReadExactError::FinishedEarly(_), part))) => service.refuse(
+            "protocol",
+            Status::BadRequest,
+            format!("malformed request: the stream ended inside the request {part}"),
+        ),
+        // Reset, or the connection is gone: nobody to answer.
+        Ok(Err((e, _))) => return Err(e.into()),
+        Err(_) => service.refuse("protocol", Status::BadRequest, StreamError::RequestTimeout.to_string()),
+    };
     // We read all we need; tell the peer to stop sending on this stream.
     let _ = recv.stop(0u32.into());
     tokio::time::timeout(RESPONSE_DEADLINE, async {
@@ -164,4 +191,18 @@ async fn serve_stream(
     })
     .await
     .map_err(|_| StreamError::ResponseTimeout)?
+}
+
+/// Bytes the peer sent after a frame whose prefix was valid (one request per stream: any more is
+/// a malformed request). Only what has already arrived is seen: waiting for the end of the
+/// stream would cost a hit a round trip when a client does not finish its side at once, so
+/// bytes that come later are cut off by `stop` instead.
+fn trailing_bytes(recv: &mut quinn::RecvStream, prefix: &[u8; REQUEST_PREFIX_LEN]) -> usize {
+    if Request::parse_prefix(prefix).is_err() {
+        return 0;
+    }
+    match recv.read_chunk(usize::MAX, true).now_or_never() {
+        Some(Ok(Some(chunk))) => chunk.bytes.len(),
+        _ => 0,
+    }
 }

@@ -36,6 +36,13 @@ pub struct NodeProc {
     child: Option<Child>,
 }
 
+impl NodeProc {
+    /// The node's process id while it runs (to read its /proc entries).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+}
+
 pub struct Cluster {
     pub dir: TempDir,
     pub s3: S3Origin,

@@ -29,6 +29,8 @@ struct Cluster {
     s3: S3Origin,
     node: RunningNode,
     client: Arc<Client>,
+    /// The client config `client` was made from.
+    config: cache_client::config::ClientConfig,
 }
 
 impl Cluster {
@@ -42,8 +44,9 @@ impl Cluster {
         assert_eq!(populate(&origin, "bench", OBJECTS, SIZE, 4).await?.written, OBJECTS);
         let node = RunningNode::start(node_config(&dir.path().join("node"), &certs, "64MiB", "512MiB", Some(&origin))?)
             .await?;
-        let client = Arc::new(Client::new(&client_config(&[(NODE_ID, node.quic_addr())], &certs, &origin)?)?);
-        Ok(Self { _dir: dir, s3, node, client })
+        let config = client_config(&[(NODE_ID, node.quic_addr())], &certs, &origin)?;
+        let client = Arc::new(Client::new(&config)?);
+        Ok(Self { _dir: dir, s3, node, client, config })
     }
 
     /// Runs `spec`, returning the summary and the progress lines.
@@ -158,4 +161,24 @@ fn judge_flags_one_flipped_byte_and_a_short_buffer() {
     let mut long = want.to_vec();
     long.push(0);
     assert_eq!(judge(&long, &want), Verdict::WrongBytes { at: 4096 }, "bytes past the end are wrong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupting_node_is_caught_by_digests_and_without_them_by_the_checker() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    // The node now flips a byte in every page it sends, keeping the digest.
+    cluster.node.service().fault_corrupt_answers.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (s, _) = cluster.check(&spec("bench", OBJECTS), std::future::pending()).await?;
+    eprintln!("digests on:\n{}", s.table());
+    assert!(s.failed(false).is_empty(), "the client refuses every corrupt answer: {:?}", s.failed(false));
+    assert!(s.pages_origin_fallback > 0 && s.pages_origin_fallback == s.pages, "{s:?}");
+
+    // The same node, read by a client that skips the digest check: the checker must fail.
+    let unchecked = Arc::new(Client::new(&cluster.config)?.without_digest_checks());
+    let summary = check::run(unchecked, &volume(), &spec("bench", OBJECTS), std::future::pending(), |_| {}).await?;
+    eprintln!("digests off:\n{}", summary.table());
+    assert!(summary.wrong > 0, "{summary:?}");
+    assert!(!summary.failed(false).is_empty(), "the checker fails the run");
+    cluster.node.shutdown(Duration::from_secs(5)).await;
+    Ok(())
 }

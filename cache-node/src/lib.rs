@@ -167,6 +167,10 @@ impl RunningNode {
             peers,
             operators: config.node.operators.clone(),
             node_certs: NodeCerts::new(&files)?,
+            #[cfg(feature = "testkit")]
+            fault_corrupt_answers: std::sync::atomic::AtomicBool::new(
+                std::env::var_os("MIRRORCACHE_FAULT_CORRUPT_ANSWERS").is_some(),
+            ),
         });
 
         let admin = tokio::net::TcpListener::bind(config.node.admin_listen)

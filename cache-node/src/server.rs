@@ -179,6 +179,8 @@ async fn serve_stream(
         Ok(Err((e, _))) => return Err(e.into()),
         Err(_) => service.refuse("protocol", Status::BadRequest, StreamError::RequestTimeout.to_string()),
     };
+    #[cfg(feature = "testkit")]
+    let answer = crate::testkit::corrupt_if_asked(service, answer);
     // We read all we need; tell the peer to stop sending on this stream.
     let _ = recv.stop(0u32.into());
     tokio::time::timeout(RESPONSE_DEADLINE, async {

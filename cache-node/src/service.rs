@@ -66,6 +66,10 @@ pub struct Service {
     pub operators: Vec<String>,
     /// Tells node certificates from client certificates (gossip is heard from nodes only).
     pub node_certs: NodeCerts,
+    /// Fault injection (testkit builds only): flip a byte of every page answer, digest kept,
+    /// as a node with bad memory would. Set by `MIRRORCACHE_FAULT_CORRUPT_ANSWERS` at start.
+    #[cfg(feature = "testkit")]
+    pub fault_corrupt_answers: std::sync::atomic::AtomicBool,
 }
 
 /// The bytes to send back for one request: a head frame, then the payload.

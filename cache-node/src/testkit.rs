@@ -443,6 +443,22 @@ impl futures::Stream for FaultyBody {
     }
 }
 
+/// Fault injection for the checker's own test: when the service's `fault_corrupt_answers` is
+/// set, flips one byte in the middle of a page answer and keeps its digest, as a node with bad
+/// memory would. A fake by necessity: a real node cannot be made to do this on demand.
+pub fn corrupt_if_asked(
+    service: &crate::service::Service,
+    mut answer: crate::service::Answer,
+) -> crate::service::Answer {
+    if service.fault_corrupt_answers.load(std::sync::atomic::Ordering::Relaxed) && !answer.payload.is_empty() {
+        let mut bytes = answer.payload.to_vec();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        answer.payload = bytes::Bytes::from(bytes);
+    }
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

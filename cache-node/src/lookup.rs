@@ -116,7 +116,9 @@ impl Service {
                     {
                         tracing::warn!(node = %self.id, volume = %key.volume, key = %key.key, page = key.page, "page failed its digest on disk; refetching");
                         self.metrics.error("corrupt");
-                        self.store.remove(&key);
+                        // Every request that waited on this disk read got the same bad page;
+                        // the first drops it, and leaves the page filled again meanwhile alone.
+                        self.store.remove_entry(&key, &entry);
                         continue;
                     }
                     return Ok((Found::Cached(entry), tier));

@@ -7,10 +7,38 @@
 //! holds 16 pages, the flush buffers and submit queue are large enough that an insert is never
 //! dropped silently under a burst of fills, I/O is psync (io_uring busy-spins a core when idle),
 //! pages are written to disk when admitted (so a crash keeps them), and `close()` runs on shutdown.
-//! [`PageStore::get_or_fill`] is the single-flight read-through: concurrent misses of one page
-//! share one fill, which foyer runs as its own task so a cancelled caller never fails the others.
+//!
+//! [`PageStore::get_or_fill`] is the single-flight read-through, one flight per page for the disk
+//! read and the fill together:
+//! ```text
+//! memory ─hit─► page
+//!   │ miss: join the page's flight, or lead one (foyer runs it as its own task, so a cancelled
+//!   ▼ caller never fails the others)
+//! disk read ─page─► memory ─► every caller (tier: disk)
+//!   │ miss, or read error (the entry is dropped)
+//!   ▼
+//! fill (origin) ─page─► memory ─► every caller (tier: origin); the caller whose fill ran
+//!                       queues it for disk once
+//! ```
+//! The flight is built from foyer's memory-cache `get_or_fetch_inner`, the building block of
+//! `HybridCache::get` and `get_or_fetch`, rather than from those two, which (a) read the disk
+//! whether or not it is failing; (b) hand a page filled for another request to `get`'s callers as
+//! if read from disk (each then checked its digest again: a thousand readers of a cold page kept
+//! a debug-built node busy ten seconds, past its clients' deadline); (c) queue a filled page for
+//! disk once per `get_or_fetch` caller that waited on it; and (d) rewrote pages on every disk hit
+//! (foyer-rs/foyer#1351). The API is doc-hidden: the version is pinned exactly. Mixing it with
+//! `HybridCache::get` would be unsound (foyer downcasts a waiter's fetch context to the leader's
+//! type and panics on a mismatch), so nothing here calls the hybrid lookups.
 
-use std::{future::Future, io::Read, sync::Arc};
+use std::{
+    future::Future,
+    io::Read,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use cache_client::{
@@ -19,8 +47,9 @@ use cache_client::{
 };
 use foyer::{
     BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCacheEntry,
-    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode, Source,
+    HybridCachePolicy, HybridCacheProperties, Load, Location, PsyncIoEngineConfig, RecoverMode, Source,
 };
+use futures::FutureExt;
 use mixtrics::registry::prometheus_client_0_24::PrometheusClientMetricsRegistry;
 use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
@@ -161,6 +190,8 @@ pub struct PageStore {
     block_size: u64,
 }
 
+/// How long `close` waits for the disk writes in flight (a failing disk may never finish them).
+const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
 impl PageStore {
     /// Opens (and recovers) the cache described by `[cache]`, registering foyer's metrics.
     pub async fn open(config: &NodeConfig, registry: Arc<Mutex<Registry>>) -> Result<Self, StoreError> {
@@ -206,38 +237,105 @@ impl PageStore {
     }
 
     /// The page under `key`, from memory, disk, or `fill` (run at most once for concurrent
-    /// callers). The error of a failed fill is `fill`'s own, reachable with `downcast_ref`.
-    ///
-    /// Hits do not go through foyer's `get_or_fetch`: in 0.22, with write-on-insertion, it queues
-    /// the page for disk again on every hit (foyer-rs/foyer#1351), which rewrote each hot 4 MiB
-    /// page to disk on every read. A memory hit is a plain lookup (no await); a disk hit is
-    /// `get`, which loads the page into memory without writing it back.
+    /// callers). The error of a failed fill is `fill`'s own, reachable with `downcast_ref`; a
+    /// disk that fails is a miss, never an error.
     pub async fn get_or_fill<F, E>(&self, key: &PageKey, fill: F) -> Result<(PageEntry, Tier), foyer::Error>
     where
         F: Future<Output = Result<Page, E>> + Send + 'static,
         E: Into<anyhow::Error>,
     {
-        if let Some(found) = self.get_cached(key).await? {
-            return Ok(found);
+        if let Some(entry) = self.cache.memory().get(key) {
+            return Ok((entry, Tier::Memory));
         }
-        let entry = self.cache.get_or_fetch(key, || fill).await?;
-        let tier = match entry.source() {
-            Source::Memory => Tier::Memory,
-            Source::Disk => Tier::Disk,
-            Source::Outer => Tier::Origin,
+        let ran = Arc::new(AtomicBool::new(false));
+        let fill = {
+            let ran = ran.clone();
+            async move {
+                ran.store(true, Ordering::Relaxed);
+                fill.await.map_err(Into::into)
+            }
         };
+        let entry = self.flight(key, Some(fill)).await?;
+        let entry = entry.ok_or_else(|| foyer::Error::new(foyer::ErrorKind::External, "fill returned nothing"))?;
+        let tier = tier_of(&entry);
+        // The page goes to disk once, queued by the caller whose fill ran (the others got the
+        // same entry). If that caller was dropped before the fill ended, the page stays in
+        // memory only: a later miss fills it again.
+        if tier == Tier::Origin && ran.load(Ordering::Relaxed) {
+            self.cache.storage().enqueue(entry.piece(), false);
+        }
         Ok((entry, tier))
     }
 
-    /// The page if it is cached (memory, then disk); fetches nothing.
+    /// The page if it is cached (memory, then disk); fetches nothing. Only a fill it waited for
+    /// can fail it.
     pub async fn get_cached(&self, key: &PageKey) -> Result<Option<(PageEntry, Tier)>, foyer::Error> {
         if let Some(entry) = self.cache.memory().get(key) {
             return Ok(Some((entry, Tier::Memory)));
         }
-        Ok(self.cache.get(key).await?.map(|entry| {
-            let tier = if entry.source() == Source::Memory { Tier::Memory } else { Tier::Disk };
+        let entry = self.flight(key, None::<std::future::Ready<Result<Page, anyhow::Error>>>).await?;
+        Ok(entry.map(|entry| {
+            let tier = tier_of(&entry);
             (entry, tier)
         }))
+    }
+
+    /// Joins or leads the flight of `key`: a disk read, then
+    /// `fill` if there is one. Resolves to `None` when nothing was found and there was no fill.
+    async fn flight<F>(&self, key: &PageKey, fill: Option<F>) -> Result<Option<PageEntry>, foyer::Error>
+    where
+        F: Future<Output = Result<Page, anyhow::Error>> + Send + 'static,
+    {
+        let memory = self.cache.memory();
+        let disk_read = || {
+            let (storage, key) = (self.cache.storage().clone(), key.clone());
+            Some(Box::new(move |_: &mut ()| {
+                async move {
+                    let indexed = storage.may_contains(&key);
+                    match storage.load(&key).await {
+                        Ok(Load::Entry { value, .. }) => Ok(Some((value, HybridCacheProperties::default()).into())),
+                        // Still in the write queue: no disk read.
+                        Ok(Load::Piece { piece, .. }) => Ok(Some(piece.into())),
+                        Ok(Load::Miss) => {
+                            // Indexed but not read back: foyer's checksum, header or key check
+                            // failed (bit rot, a torn write) and it dropped the entry; or the
+                            // block was evicted meanwhile.
+                            if indexed {
+                                tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, "page on disk did not read back intact; refilling");
+                            }
+                            Ok(None)
+                        }
+                        Ok(Load::Throttled) => Ok(None),
+                        Err(e) => {
+                            tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, error = %e, "disk cache read failed; dropping the entry");
+                            storage.delete(&key);
+                            Ok(None)
+                        }
+                    }
+                }
+                .boxed()
+            }) as _)
+        };
+        let origin_fill = || {
+            fill.map(|fill| {
+                Box::new(move |_: &mut ()| {
+                    async move {
+                        match fill.await {
+                            // In memory only: `get_or_fill` queues it for disk, once.
+                            Ok(page) => {
+                                Ok((page, HybridCacheProperties::default().with_location(Location::InMem)).into())
+                            }
+                            Err(e) => Err(foyer::Error::new(foyer::ErrorKind::External, "fetch failed").with_source(e)),
+                        }
+                    }
+                    .boxed()
+                }) as _
+            })
+        };
+        // `poll_inner`, not `.await`: the future's `Future` impl panics on a miss without a fill.
+        let mut flight =
+            std::pin::pin!(memory.get_or_fetch_inner(key, disk_read, origin_fill, (), self.cache.storage().spawner()));
+        std::future::poll_fn(|cx| flight.as_mut().poll_inner(cx)).await
     }
 
     /// The page if it is in memory: a lookup by borrowed names that neither awaits nor allocates.
@@ -250,9 +348,20 @@ impl PageStore {
         self.cache.contains(key)
     }
 
-    /// Drops a page from both tiers (e.g. one that failed its digest).
+    /// Drops a page from both tiers.
     pub fn remove(&self, key: &PageKey) {
         self.cache.remove(key);
+    }
+
+    /// Drops `entry` (e.g. a page that failed its digest) unless the page was already replaced:
+    /// of several requests that got the same bad page, only the first drops it, and the others
+    /// leave the page filled again meanwhile alone.
+    pub fn remove_entry(&self, key: &PageKey, entry: &PageEntry) {
+        let replaced =
+            self.cache.memory().get(key).is_some_and(|now| now.value().bytes.as_ptr() != entry.value().bytes.as_ptr());
+        if !replaced {
+            self.remove(key);
+        }
     }
 
     pub fn memory_used(&self) -> u64 {
@@ -281,9 +390,30 @@ impl PageStore {
         ((blocks.max(0.0) as u64) * self.block_size).min(self.disk_capacity)
     }
 
-    /// Flushes memory to disk and closes the engine, so the next start is warm.
+    /// Flushes memory to disk and closes the engine, so the next start is warm. Gives up after
+    /// [`CLOSE_DEADLINE`], and survives a panic of foyer's (after a failed write its engine panics
+    /// on a poisoned lock, also when closing): a node must still stop, and cleanly.
     pub async fn close(&self) -> Result<(), foyer::Error> {
-        self.cache.close().await
+        let cache = self.cache.clone();
+        match tokio::time::timeout(CLOSE_DEADLINE, tokio::spawn(async move { cache.close().await })).await {
+            Ok(Ok(closed)) => closed,
+            Ok(Err(panicked)) => {
+                Err(foyer::Error::new(foyer::ErrorKind::Join, format!("closing the disk cache failed: {panicked}")))
+            }
+            Err(_) => Err(foyer::Error::new(
+                foyer::ErrorKind::Io,
+                format!("disk writes still in flight after {CLOSE_DEADLINE:?}; closed without them"),
+            )),
+        }
+    }
+}
+
+/// Where a flight's entry came from, as the client is told.
+fn tier_of(entry: &PageEntry) -> Tier {
+    match entry.source() {
+        Source::Memory => Tier::Memory,
+        Source::Disk => Tier::Disk,
+        Source::Outer => Tier::Origin,
     }
 }
 

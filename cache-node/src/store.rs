@@ -14,11 +14,12 @@
 //! memory ─hit─► page
 //!   │ miss: join the page's flight, or lead one (foyer runs it as its own task, so a cancelled
 //!   ▼ caller never fails the others)
-//! disk read ─page─► memory ─► every caller (tier: disk)
-//!   │ miss, or read error (the entry is dropped)
+//! disk read (unless the read breaker skips the disk) ─page─► memory ─► every caller (tier: disk)
+//!   │ miss, read error (a strike; the entry is dropped), or bypassed
 //!   ▼
 //! fill (origin) ─page─► memory ─► every caller (tier: origin); the caller whose fill ran
-//!                       queues it for disk once
+//!                       queues it for disk once (unless the write breaker skips the disk),
+//!                       and a later miss checks that it became readable
 //! ```
 //! The flight is built from foyer's memory-cache `get_or_fetch_inner`, the building block of
 //! `HybridCache::get` and `get_or_fetch`, rather than from those two, which (a) read the disk
@@ -29,15 +30,24 @@
 //! (foyer-rs/foyer#1351). The API is doc-hidden: the version is pinned exactly. Mixing it with
 //! `HybridCache::get` would be unsound (foyer downcasts a waiter's fetch context to the leader's
 //! type and panics on a mismatch), so nothing here calls the hybrid lookups.
+//! A disk that fails or is slow is skipped for a while, for reads and for writes separately, by
+//! the [`DiskBreaker`]s: one failed write leaves foyer 0.22's block engine unable to write (it
+//! reuses a block it already finished, then panics on a poisoned lock in its flush tasks), while
+//! what it wrote before still reads back, checked.
+
+mod breaker;
+
+pub use breaker::{BreakerMetrics, BreakerPolicy, DiskBreaker, Strike};
 
 use std::{
+    collections::VecDeque,
     future::Future,
     io::Read,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -46,13 +56,14 @@ use cache_client::{
     wire::Tier,
 };
 use foyer::{
-    BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCacheEntry,
-    HybridCachePolicy, HybridCacheProperties, Load, Location, PsyncIoEngineConfig, RecoverMode, Source,
+    BlockEngineConfig, Code, DefaultHasher, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCacheEntry, HybridCachePolicy, HybridCacheProperties, Load, Location, PsyncIoEngineConfig, RecoverMode,
+    Source, Store,
 };
 use futures::FutureExt;
 use mixtrics::registry::prometheus_client_0_24::PrometheusClientMetricsRegistry;
 use parking_lot::Mutex;
-use prometheus_client::registry::Registry;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 use crate::config::NodeConfig;
 
@@ -185,6 +196,7 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct PageStore {
     cache: HybridCache<PageKey, Page>,
+    disk: Arc<DiskHealth>,
     memory_capacity: u64,
     disk_capacity: u64,
     block_size: u64,
@@ -192,9 +204,97 @@ pub struct PageStore {
 
 /// How long `close` waits for the disk writes in flight (a failing disk may never finish them).
 const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
+/// A page queued for disk this long ago is readable from it, or its write was lost.
+const WRITE_CONFIRM_AFTER: Duration = Duration::from_secs(5);
+/// Queued pages awaiting that check, at most (beyond, pages are not checked).
+const WRITES_TO_CONFIRM: usize = 1024;
+
+/// The disk tier's health: a breaker for reads and one for writes, and the pages queued for disk
+/// whose writes are still to be confirmed.
+#[derive(Debug)]
+struct DiskHealth {
+    reads: DiskBreaker,
+    writes: DiskBreaker,
+    /// Pages the disk index had that did not read back intact.
+    dropped: Counter,
+    queued: Mutex<VecDeque<(PageKey, Instant)>>,
+}
+
+impl DiskHealth {
+    fn new(policy: BreakerPolicy, registry: &mut Registry) -> Self {
+        let metrics = BreakerMetrics::default();
+        metrics.register(registry);
+        let dropped = Counter::default();
+        registry.register(
+            "mirrorcache_node_disk_dropped_pages",
+            "Pages on disk that did not read back intact (checksum, header or key) and were filled again",
+            dropped.clone(),
+        );
+        let now = Instant::now();
+        Self {
+            reads: DiskBreaker::new("read", policy.clone(), &metrics, now),
+            writes: DiskBreaker::new("write", policy, &metrics, now),
+            dropped,
+            queued: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Queues `entry` for disk, to be confirmed by [`Self::confirm_writes`].
+    fn write(&self, storage: &Store<PageKey, Page, DefaultHasher, HybridCacheProperties>, entry: &PageEntry) {
+        storage.enqueue(entry.piece(), false);
+        let mut queued = self.queued.lock();
+        if queued.len() < WRITES_TO_CONFIRM {
+            queued.push_back((entry.key().clone(), Instant::now()));
+        }
+    }
+
+    /// Checks the pages queued for disk long enough ago: each is readable (a clean write), still
+    /// in the write queue (checked again later), or lost (a failed or dropped write: a strike).
+    async fn confirm_writes(&self, storage: &Store<PageKey, Page, DefaultHasher, HybridCacheProperties>) {
+        for _ in 0..16 {
+            let now = Instant::now();
+            let due = {
+                let mut queued = self.queued.lock();
+                match queued.front() {
+                    Some((_, at)) if now.duration_since(*at) >= WRITE_CONFIRM_AFTER => queued.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some((key, _)) = due else { return };
+            if storage.may_contains(&key) {
+                self.writes.record_ok(now);
+                continue;
+            }
+            // Not indexed: no disk read is made here, only the write queue is looked at.
+            match storage.load(&key).await {
+                Ok(Load::Piece { .. }) => self.queued.lock().push_back((key, now)),
+                _ => {
+                    tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, "page queued for disk never became readable");
+                    self.writes.record_strike(Strike::Lost, now);
+                }
+            }
+        }
+    }
+
+    /// Stops checking `key`'s write (the page was removed on purpose).
+    fn forget(&self, key: &PageKey) {
+        self.queued.lock().retain(|(k, _)| k != key);
+    }
+}
+
 impl PageStore {
-    /// Opens (and recovers) the cache described by `[cache]`, registering foyer's metrics.
+    /// Opens (and recovers) the cache described by `[cache]`, registering foyer's metrics and the
+    /// disk breaker's.
     pub async fn open(config: &NodeConfig, registry: Arc<Mutex<Registry>>) -> Result<Self, StoreError> {
+        Self::open_with(config, registry, BreakerPolicy::default()).await
+    }
+
+    /// [`Self::open`] with the disk breaker's thresholds given (tests use short ones).
+    pub async fn open_with(
+        config: &NodeConfig,
+        registry: Arc<Mutex<Registry>>,
+        policy: BreakerPolicy,
+    ) -> Result<Self, StoreError> {
         let dir = config.disk_dir();
         let open_err = |source| StoreError::Open { dir: dir.display().to_string(), source };
         let c = &config.cache;
@@ -222,7 +322,7 @@ impl PageStore {
             .with_name("mirrorcache")
             .with_policy(HybridCachePolicy::WriteOnInsertion)
             .with_flush_on_close(true)
-            .with_metrics_registry(Box::new(PrometheusClientMetricsRegistry::new(registry)))
+            .with_metrics_registry(Box::new(PrometheusClientMetricsRegistry::new(registry.clone())))
             .memory(c.memory_capacity.0 as usize)
             .with_shards(c.memory_shards())
             .with_weighter(|k: &PageKey, v: &Page| k.estimated_size() + v.estimated_size() + 64)
@@ -233,7 +333,8 @@ impl PageStore {
             .build()
             .await
             .map_err(open_err)?;
-        Ok(Self { cache, memory_capacity: c.memory_capacity.0, disk_capacity: c.disk_capacity.0, block_size })
+        let disk = Arc::new(DiskHealth::new(policy, &mut registry.lock()));
+        Ok(Self { cache, disk, memory_capacity: c.memory_capacity.0, disk_capacity: c.disk_capacity.0, block_size })
     }
 
     /// The page under `key`, from memory, disk, or `fill` (run at most once for concurrent
@@ -247,6 +348,7 @@ impl PageStore {
         if let Some(entry) = self.cache.memory().get(key) {
             return Ok((entry, Tier::Memory));
         }
+        self.disk.confirm_writes(self.cache.storage()).await;
         let ran = Arc::new(AtomicBool::new(false));
         let fill = {
             let ran = ran.clone();
@@ -261,8 +363,8 @@ impl PageStore {
         // The page goes to disk once, queued by the caller whose fill ran (the others got the
         // same entry). If that caller was dropped before the fill ended, the page stays in
         // memory only: a later miss fills it again.
-        if tier == Tier::Origin && ran.load(Ordering::Relaxed) {
-            self.cache.storage().enqueue(entry.piece(), false);
+        if tier == Tier::Origin && ran.load(Ordering::Relaxed) && self.disk.writes.allows(Instant::now()) {
+            self.disk.write(self.cache.storage(), &entry);
         }
         Ok((entry, tier))
     }
@@ -280,7 +382,7 @@ impl PageStore {
         }))
     }
 
-    /// Joins or leads the flight of `key`: a disk read, then
+    /// Joins or leads the flight of `key`: a disk read (unless the read breaker skips the disk), then
     /// `fill` if there is one. Resolves to `None` when nothing was found and there was no fill.
     async fn flight<F>(&self, key: &PageKey, fill: Option<F>) -> Result<Option<PageEntry>, foyer::Error>
     where
@@ -288,12 +390,19 @@ impl PageStore {
     {
         let memory = self.cache.memory();
         let disk_read = || {
-            let (storage, key) = (self.cache.storage().clone(), key.clone());
+            if !self.disk.reads.allows(Instant::now()) {
+                return None;
+            }
+            let (storage, disk, key) = (self.cache.storage().clone(), self.disk.clone(), key.clone());
             Some(Box::new(move |_: &mut ()| {
                 async move {
+                    let started = Instant::now();
                     let indexed = storage.may_contains(&key);
                     match storage.load(&key).await {
-                        Ok(Load::Entry { value, .. }) => Ok(Some((value, HybridCacheProperties::default()).into())),
+                        Ok(Load::Entry { value, .. }) => {
+                            disk.reads.record_read(started.elapsed(), Instant::now());
+                            Ok(Some((value, HybridCacheProperties::default()).into()))
+                        }
                         // Still in the write queue: no disk read.
                         Ok(Load::Piece { piece, .. }) => Ok(Some(piece.into())),
                         Ok(Load::Miss) => {
@@ -301,6 +410,7 @@ impl PageStore {
                             // failed (bit rot, a torn write) and it dropped the entry; or the
                             // block was evicted meanwhile.
                             if indexed {
+                                disk.dropped.inc();
                                 tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, "page on disk did not read back intact; refilling");
                             }
                             Ok(None)
@@ -308,6 +418,7 @@ impl PageStore {
                         Ok(Load::Throttled) => Ok(None),
                         Err(e) => {
                             tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, error = %e, "disk cache read failed; dropping the entry");
+                            disk.reads.record_strike(Strike::Error, Instant::now());
                             storage.delete(&key);
                             Ok(None)
                         }
@@ -350,6 +461,7 @@ impl PageStore {
 
     /// Drops a page from both tiers.
     pub fn remove(&self, key: &PageKey) {
+        self.disk.forget(key);
         self.cache.remove(key);
     }
 
@@ -362,6 +474,12 @@ impl PageStore {
         if !replaced {
             self.remove(key);
         }
+    }
+
+    /// Whether the disk tier is read, and written (false while a breaker skips a failing disk).
+    pub fn disk_in_use(&self) -> (bool, bool) {
+        let now = Instant::now();
+        (self.disk.reads.allows(now), self.disk.writes.allows(now))
     }
 
     pub fn memory_used(&self) -> u64 {

@@ -5,7 +5,10 @@
 //! foyer's entry, so answering it copies nothing.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -72,8 +75,11 @@ impl Found {
 
 impl Service {
     /// Finds page `get.page` of `get.key`. A page from disk is checked against its digest; a bad
-    /// one is dropped and filled again. If the cache itself fails (a disk error), the page is
-    /// read from the origin without caching, so the client still gets its bytes.
+    /// one is dropped and filled again. A request that waited on another request's fill, and saw
+    /// that fill fail with an error that may pass (a timeout, an origin error: not a missing
+    /// object), tries once more under a new single flight, so the waiters of a failed leader
+    /// share one new origin GET instead of failing with it. If the cache itself fails, the page
+    /// is read from the origin without caching, so the client still gets its bytes.
     pub(crate) async fn lookup(
         &self,
         volume: &Volume,
@@ -108,22 +114,44 @@ impl Service {
                 handoff,
             )
         };
-        for _ in 0..2 {
-            match self.store.get_or_fill(&key, fill()).await {
+        let (mut corrupt_retries, mut takeovers) = (1, 1);
+        loop {
+            // Set when this request's own fill runs (it leads the flight).
+            let led = Arc::new(AtomicBool::new(false));
+            let own_fill = {
+                let (led, fill) = (led.clone(), fill());
+                async move {
+                    led.store(true, Ordering::Relaxed);
+                    fill.await
+                }
+            };
+            match self.store.get_or_fill(&key, own_fill).await {
                 Ok((entry, tier)) => {
                     let page = entry.value();
                     if tier == Tier::Disk && page_digest(&key.volume, &key.key, key.page, 0, &page.bytes) != page.digest
                     {
                         tracing::warn!(node = %self.id, volume = %key.volume, key = %key.key, page = key.page, "page failed its digest on disk; refetching");
                         self.metrics.error("corrupt");
-                        self.store.remove(&key);
-                        continue;
+                        // Every request that waited on this disk read got the same bad page;
+                        // the first drops it, and leaves the page filled again meanwhile alone.
+                        self.store.remove_entry(&key, &entry);
+                        if corrupt_retries > 0 {
+                            corrupt_retries -= 1;
+                            continue;
+                        }
+                        break;
                     }
                     return Ok((Found::Cached(entry), tier));
                 }
                 Err(e) => {
                     if let Some(fill) = e.downcast_ref::<FillError>() {
-                        return Err(Failure::from(fill));
+                        let failure = Failure::from(fill);
+                        if takeovers > 0 && !led.load(Ordering::Relaxed) && matches!(failure, Failure::Origin(_)) {
+                            takeovers -= 1;
+                            tracing::debug!(node = %self.id, volume = %key.volume, key = %key.key, page = key.page, error = %fill, "the fill this request waited on failed; filling again");
+                            continue;
+                        }
+                        return Err(failure);
                     }
                     tracing::warn!(node = %self.id, error = %e, "cache failed; reading the origin directly");
                     self.metrics.error("internal");

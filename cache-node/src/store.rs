@@ -7,10 +7,48 @@
 //! holds 16 pages, the flush buffers and submit queue are large enough that an insert is never
 //! dropped silently under a burst of fills, I/O is psync (io_uring busy-spins a core when idle),
 //! pages are written to disk when admitted (so a crash keeps them), and `close()` runs on shutdown.
-//! [`PageStore::get_or_fill`] is the single-flight read-through: concurrent misses of one page
-//! share one fill, which foyer runs as its own task so a cancelled caller never fails the others.
+//!
+//! [`PageStore::get_or_fill`] is the single-flight read-through, one flight per page for the disk
+//! read and the fill together:
+//! ```text
+//! memory ─hit─► page
+//!   │ miss: join the page's flight, or lead one (foyer runs it as its own task, so a cancelled
+//!   ▼ caller never fails the others)
+//! disk read (unless the read breaker skips the disk) ─page─► memory ─► every caller (tier: disk)
+//!   │ miss, read error (a strike; the entry is dropped), or bypassed
+//!   ▼
+//! fill (origin) ─page─► memory ─► every caller (tier: origin); the caller whose fill ran
+//!                       queues it for disk once (unless the write breaker skips the disk),
+//!                       and a later miss checks that it became readable
+//! ```
+//! The flight is built from foyer's memory-cache `get_or_fetch_inner`, the building block of
+//! `HybridCache::get` and `get_or_fetch`, rather than from those two, which (a) read the disk
+//! whether or not it is failing; (b) hand a page filled for another request to `get`'s callers as
+//! if read from disk (each then checked its digest again: a thousand readers of a cold page kept
+//! a debug-built node busy ten seconds, past its clients' deadline); (c) queue a filled page for
+//! disk once per `get_or_fetch` caller that waited on it; and (d) rewrote pages on every disk hit
+//! (foyer-rs/foyer#1351). The API is doc-hidden: the version is pinned exactly. Mixing it with
+//! `HybridCache::get` would be unsound (foyer downcasts a waiter's fetch context to the leader's
+//! type and panics on a mismatch), so nothing here calls the hybrid lookups.
+//! A disk that fails or is slow is skipped for a while, for reads and for writes separately, by
+//! the [`DiskBreaker`]s: one failed write leaves foyer 0.22's block engine unable to write (it
+//! reuses a block it already finished, then panics on a poisoned lock in its flush tasks), while
+//! what it wrote before still reads back, checked.
 
-use std::{future::Future, io::Read, sync::Arc};
+mod breaker;
+
+pub use breaker::{BreakerMetrics, BreakerPolicy, DiskBreaker, Strike};
+
+use std::{
+    collections::VecDeque,
+    future::Future,
+    io::Read,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use cache_client::{
@@ -18,12 +56,14 @@ use cache_client::{
     wire::Tier,
 };
 use foyer::{
-    BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCacheEntry,
-    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode, Source,
+    BlockEngineConfig, Code, DefaultHasher, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCacheEntry, HybridCachePolicy, HybridCacheProperties, Load, Location, PsyncIoEngineConfig, RecoverMode,
+    Source, Store,
 };
+use futures::FutureExt;
 use mixtrics::registry::prometheus_client_0_24::PrometheusClientMetricsRegistry;
 use parking_lot::Mutex;
-use prometheus_client::registry::Registry;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 use crate::config::NodeConfig;
 
@@ -156,14 +196,105 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub struct PageStore {
     cache: HybridCache<PageKey, Page>,
+    disk: Arc<DiskHealth>,
     memory_capacity: u64,
     disk_capacity: u64,
     block_size: u64,
 }
 
+/// How long `close` waits for the disk writes in flight (a failing disk may never finish them).
+const CLOSE_DEADLINE: Duration = Duration::from_secs(10);
+/// A page queued for disk this long ago is readable from it, or its write was lost.
+const WRITE_CONFIRM_AFTER: Duration = Duration::from_secs(5);
+/// Queued pages awaiting that check, at most (beyond, pages are not checked).
+const WRITES_TO_CONFIRM: usize = 1024;
+
+/// The disk tier's health: a breaker for reads and one for writes, and the pages queued for disk
+/// whose writes are still to be confirmed.
+#[derive(Debug)]
+struct DiskHealth {
+    reads: DiskBreaker,
+    writes: DiskBreaker,
+    /// Pages the disk index had that did not read back intact.
+    dropped: Counter,
+    queued: Mutex<VecDeque<(PageKey, Instant)>>,
+}
+
+impl DiskHealth {
+    fn new(policy: BreakerPolicy, registry: &mut Registry) -> Self {
+        let metrics = BreakerMetrics::default();
+        metrics.register(registry);
+        let dropped = Counter::default();
+        registry.register(
+            "mirrorcache_node_disk_dropped_pages",
+            "Pages on disk that did not read back intact (checksum, header or key) and were filled again",
+            dropped.clone(),
+        );
+        let now = Instant::now();
+        Self {
+            reads: DiskBreaker::new("read", policy.clone(), &metrics, now),
+            writes: DiskBreaker::new("write", policy, &metrics, now),
+            dropped,
+            queued: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Queues `entry` for disk, to be confirmed by [`Self::confirm_writes`].
+    fn write(&self, storage: &Store<PageKey, Page, DefaultHasher, HybridCacheProperties>, entry: &PageEntry) {
+        storage.enqueue(entry.piece(), false);
+        let mut queued = self.queued.lock();
+        if queued.len() < WRITES_TO_CONFIRM {
+            queued.push_back((entry.key().clone(), Instant::now()));
+        }
+    }
+
+    /// Checks the pages queued for disk long enough ago: each is readable (a clean write), still
+    /// in the write queue (checked again later), or lost (a failed or dropped write: a strike).
+    async fn confirm_writes(&self, storage: &Store<PageKey, Page, DefaultHasher, HybridCacheProperties>) {
+        for _ in 0..16 {
+            let now = Instant::now();
+            let due = {
+                let mut queued = self.queued.lock();
+                match queued.front() {
+                    Some((_, at)) if now.duration_since(*at) >= WRITE_CONFIRM_AFTER => queued.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some((key, _)) = due else { return };
+            if storage.may_contains(&key) {
+                self.writes.record_ok(now);
+                continue;
+            }
+            // Not indexed: no disk read is made here, only the write queue is looked at.
+            match storage.load(&key).await {
+                Ok(Load::Piece { .. }) => self.queued.lock().push_back((key, now)),
+                _ => {
+                    tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, "page queued for disk never became readable");
+                    self.writes.record_strike(Strike::Lost, now);
+                }
+            }
+        }
+    }
+
+    /// Stops checking `key`'s write (the page was removed on purpose).
+    fn forget(&self, key: &PageKey) {
+        self.queued.lock().retain(|(k, _)| k != key);
+    }
+}
+
 impl PageStore {
-    /// Opens (and recovers) the cache described by `[cache]`, registering foyer's metrics.
+    /// Opens (and recovers) the cache described by `[cache]`, registering foyer's metrics and the
+    /// disk breaker's.
     pub async fn open(config: &NodeConfig, registry: Arc<Mutex<Registry>>) -> Result<Self, StoreError> {
+        Self::open_with(config, registry, BreakerPolicy::default()).await
+    }
+
+    /// [`Self::open`] with the disk breaker's thresholds given (tests use short ones).
+    pub async fn open_with(
+        config: &NodeConfig,
+        registry: Arc<Mutex<Registry>>,
+        policy: BreakerPolicy,
+    ) -> Result<Self, StoreError> {
         let dir = config.disk_dir();
         let open_err = |source| StoreError::Open { dir: dir.display().to_string(), source };
         let c = &config.cache;
@@ -191,7 +322,7 @@ impl PageStore {
             .with_name("mirrorcache")
             .with_policy(HybridCachePolicy::WriteOnInsertion)
             .with_flush_on_close(true)
-            .with_metrics_registry(Box::new(PrometheusClientMetricsRegistry::new(registry)))
+            .with_metrics_registry(Box::new(PrometheusClientMetricsRegistry::new(registry.clone())))
             .memory(c.memory_capacity.0 as usize)
             .with_shards(c.memory_shards())
             .with_weighter(|k: &PageKey, v: &Page| k.estimated_size() + v.estimated_size() + 64)
@@ -202,42 +333,120 @@ impl PageStore {
             .build()
             .await
             .map_err(open_err)?;
-        Ok(Self { cache, memory_capacity: c.memory_capacity.0, disk_capacity: c.disk_capacity.0, block_size })
+        let disk = Arc::new(DiskHealth::new(policy, &mut registry.lock()));
+        Ok(Self { cache, disk, memory_capacity: c.memory_capacity.0, disk_capacity: c.disk_capacity.0, block_size })
     }
 
     /// The page under `key`, from memory, disk, or `fill` (run at most once for concurrent
-    /// callers). The error of a failed fill is `fill`'s own, reachable with `downcast_ref`.
-    ///
-    /// Hits do not go through foyer's `get_or_fetch`: in 0.22, with write-on-insertion, it queues
-    /// the page for disk again on every hit (foyer-rs/foyer#1351), which rewrote each hot 4 MiB
-    /// page to disk on every read. A memory hit is a plain lookup (no await); a disk hit is
-    /// `get`, which loads the page into memory without writing it back.
+    /// callers). The error of a failed fill is `fill`'s own, reachable with `downcast_ref`; a
+    /// disk that fails is a miss, never an error.
     pub async fn get_or_fill<F, E>(&self, key: &PageKey, fill: F) -> Result<(PageEntry, Tier), foyer::Error>
     where
         F: Future<Output = Result<Page, E>> + Send + 'static,
         E: Into<anyhow::Error>,
     {
-        if let Some(found) = self.get_cached(key).await? {
-            return Ok(found);
+        if let Some(entry) = self.cache.memory().get(key) {
+            return Ok((entry, Tier::Memory));
         }
-        let entry = self.cache.get_or_fetch(key, || fill).await?;
-        let tier = match entry.source() {
-            Source::Memory => Tier::Memory,
-            Source::Disk => Tier::Disk,
-            Source::Outer => Tier::Origin,
+        self.disk.confirm_writes(self.cache.storage()).await;
+        let ran = Arc::new(AtomicBool::new(false));
+        let fill = {
+            let ran = ran.clone();
+            async move {
+                ran.store(true, Ordering::Relaxed);
+                fill.await.map_err(Into::into)
+            }
         };
+        let entry = self.flight(key, Some(fill)).await?;
+        let entry = entry.ok_or_else(|| foyer::Error::new(foyer::ErrorKind::External, "fill returned nothing"))?;
+        let tier = tier_of(&entry);
+        // The page goes to disk once, queued by the caller whose fill ran (the others got the
+        // same entry). If that caller was dropped before the fill ended, the page stays in
+        // memory only: a later miss fills it again.
+        if tier == Tier::Origin && ran.load(Ordering::Relaxed) && self.disk.writes.allows(Instant::now()) {
+            self.disk.write(self.cache.storage(), &entry);
+        }
         Ok((entry, tier))
     }
 
-    /// The page if it is cached (memory, then disk); fetches nothing.
+    /// The page if it is cached (memory, then disk); fetches nothing. Only a fill it waited for
+    /// can fail it.
     pub async fn get_cached(&self, key: &PageKey) -> Result<Option<(PageEntry, Tier)>, foyer::Error> {
         if let Some(entry) = self.cache.memory().get(key) {
             return Ok(Some((entry, Tier::Memory)));
         }
-        Ok(self.cache.get(key).await?.map(|entry| {
-            let tier = if entry.source() == Source::Memory { Tier::Memory } else { Tier::Disk };
+        let entry = self.flight(key, None::<std::future::Ready<Result<Page, anyhow::Error>>>).await?;
+        Ok(entry.map(|entry| {
+            let tier = tier_of(&entry);
             (entry, tier)
         }))
+    }
+
+    /// Joins or leads the flight of `key`: a disk read (unless the read breaker skips the disk), then
+    /// `fill` if there is one. Resolves to `None` when nothing was found and there was no fill.
+    async fn flight<F>(&self, key: &PageKey, fill: Option<F>) -> Result<Option<PageEntry>, foyer::Error>
+    where
+        F: Future<Output = Result<Page, anyhow::Error>> + Send + 'static,
+    {
+        let memory = self.cache.memory();
+        let disk_read = || {
+            if !self.disk.reads.allows(Instant::now()) {
+                return None;
+            }
+            let (storage, disk, key) = (self.cache.storage().clone(), self.disk.clone(), key.clone());
+            Some(Box::new(move |_: &mut ()| {
+                async move {
+                    let started = Instant::now();
+                    let indexed = storage.may_contains(&key);
+                    match storage.load(&key).await {
+                        Ok(Load::Entry { value, .. }) => {
+                            disk.reads.record_read(started.elapsed(), Instant::now());
+                            Ok(Some((value, HybridCacheProperties::default()).into()))
+                        }
+                        // Still in the write queue: no disk read.
+                        Ok(Load::Piece { piece, .. }) => Ok(Some(piece.into())),
+                        Ok(Load::Miss) => {
+                            // Indexed but not read back: foyer's checksum, header or key check
+                            // failed (bit rot, a torn write) and it dropped the entry; or the
+                            // block was evicted meanwhile.
+                            if indexed {
+                                disk.dropped.inc();
+                                tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, "page on disk did not read back intact; refilling");
+                            }
+                            Ok(None)
+                        }
+                        Ok(Load::Throttled) => Ok(None),
+                        Err(e) => {
+                            tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, error = %e, "disk cache read failed; dropping the entry");
+                            disk.reads.record_strike(Strike::Error, Instant::now());
+                            storage.delete(&key);
+                            Ok(None)
+                        }
+                    }
+                }
+                .boxed()
+            }) as _)
+        };
+        let origin_fill = || {
+            fill.map(|fill| {
+                Box::new(move |_: &mut ()| {
+                    async move {
+                        match fill.await {
+                            // In memory only: `get_or_fill` queues it for disk, once.
+                            Ok(page) => {
+                                Ok((page, HybridCacheProperties::default().with_location(Location::InMem)).into())
+                            }
+                            Err(e) => Err(foyer::Error::new(foyer::ErrorKind::External, "fetch failed").with_source(e)),
+                        }
+                    }
+                    .boxed()
+                }) as _
+            })
+        };
+        // `poll_inner`, not `.await`: the future's `Future` impl panics on a miss without a fill.
+        let mut flight =
+            std::pin::pin!(memory.get_or_fetch_inner(key, disk_read, origin_fill, (), self.cache.storage().spawner()));
+        std::future::poll_fn(|cx| flight.as_mut().poll_inner(cx)).await
     }
 
     /// Whether the page is in memory (a lookup by borrowed names, like [`Self::memory_get`]).
@@ -255,9 +464,27 @@ impl PageStore {
         self.cache.contains(key)
     }
 
-    /// Drops a page from both tiers (e.g. one that failed its digest).
+    /// Drops a page from both tiers.
     pub fn remove(&self, key: &PageKey) {
+        self.disk.forget(key);
         self.cache.remove(key);
+    }
+
+    /// Drops `entry` (e.g. a page that failed its digest) unless the page was already replaced:
+    /// of several requests that got the same bad page, only the first drops it, and the others
+    /// leave the page filled again meanwhile alone.
+    pub fn remove_entry(&self, key: &PageKey, entry: &PageEntry) {
+        let replaced =
+            self.cache.memory().get(key).is_some_and(|now| now.value().bytes.as_ptr() != entry.value().bytes.as_ptr());
+        if !replaced {
+            self.remove(key);
+        }
+    }
+
+    /// Whether the disk tier is read, and written (false while a breaker skips a failing disk).
+    pub fn disk_in_use(&self) -> (bool, bool) {
+        let now = Instant::now();
+        (self.disk.reads.allows(now), self.disk.writes.allows(now))
     }
 
     pub fn memory_used(&self) -> u64 {
@@ -286,9 +513,30 @@ impl PageStore {
         ((blocks.max(0.0) as u64) * self.block_size).min(self.disk_capacity)
     }
 
-    /// Flushes memory to disk and closes the engine, so the next start is warm.
+    /// Flushes memory to disk and closes the engine, so the next start is warm. Gives up after
+    /// [`CLOSE_DEADLINE`], and survives a panic of foyer's (after a failed write its engine panics
+    /// on a poisoned lock, also when closing): a node must still stop, and cleanly.
     pub async fn close(&self) -> Result<(), foyer::Error> {
-        self.cache.close().await
+        let cache = self.cache.clone();
+        match tokio::time::timeout(CLOSE_DEADLINE, tokio::spawn(async move { cache.close().await })).await {
+            Ok(Ok(closed)) => closed,
+            Ok(Err(panicked)) => {
+                Err(foyer::Error::new(foyer::ErrorKind::Join, format!("closing the disk cache failed: {panicked}")))
+            }
+            Err(_) => Err(foyer::Error::new(
+                foyer::ErrorKind::Io,
+                format!("disk writes still in flight after {CLOSE_DEADLINE:?}; closed without them"),
+            )),
+        }
+    }
+}
+
+/// Where a flight's entry came from, as the client is told.
+fn tier_of(entry: &PageEntry) -> Tier {
+    match entry.source() {
+        Source::Memory => Tier::Memory,
+        Source::Disk => Tier::Disk,
+        Source::Outer => Tier::Origin,
     }
 }
 

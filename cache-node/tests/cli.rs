@@ -114,7 +114,7 @@ async fn admin_http_serves_health_and_metrics() {
     assert_eq!(value("mirrorcache_node_request_duration_seconds_count{tier=\"memory\"}"), 1.0);
     assert!(value("mirrorcache_node_cache_used_bytes{tier=\"memory\"}") >= (1 << 20) as f64);
     assert!(metrics.contains("mirrorcache_node_request_duration_seconds_bucket"));
-    assert!(metrics.contains("foyer_hybrid_op_total"), "foyer's own metrics share the registry");
+    assert!(metrics.contains("foyer_storage_op_total"), "foyer's own metrics share the registry");
 }
 
 #[tokio::test]

@@ -51,6 +51,11 @@ pub struct Cluster {
     pub gossip: bool,
     /// Deadlines and retries of the origin, for nodes and clients alike.
     pub tuning: OriginTuning,
+    /// The `[cache]` section of the nodes' configs, and more `[node]` keys (written at each spawn).
+    pub cache_toml: String,
+    pub node_extra_toml: String,
+    /// Environment of the node processes (e.g. a fault injector's `LD_PRELOAD`).
+    pub node_env: Vec<(String, String)>,
 }
 
 /// The origin's deadlines and retries in a test cluster's configs.
@@ -68,6 +73,8 @@ impl Default for OriginTuning {
     }
 }
 
+pub const CACHE_TOML: &str = "memory_capacity = \"64MiB\"\ndisk_capacity = \"512MiB\"\npage_size = \"4MiB\"\n";
+
 /// Handoff window of gossip test clusters (short, so drains finish quickly).
 pub const HANDOFF: Duration = Duration::from_secs(5);
 
@@ -76,6 +83,21 @@ pub const HANDOFF: Duration = Duration::from_secs(5);
 fn free_udp_addr() -> SocketAddr {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.local_addr().expect("addr")
+}
+
+/// The value of the series `series` (name and labels, as printed) in a `/metrics` text; 0 if absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0.0)
+}
+
+/// A counter foyer registers, summed by family and `op` label (prometheus-client appends its
+/// own `_total` to foyer's names).
+pub fn foyer_metric(text: &str, family: &str, op: &str) -> f64 {
+    let op = format!("op=\"{op}\"");
+    text.lines()
+        .filter(|l| l.starts_with(family) && l.contains(&op))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 pub fn node_binary() -> PathBuf {
@@ -107,19 +129,39 @@ impl Cluster {
 
     /// Starts the origin and one node per id, with the origin's deadlines and retries set.
     pub async fn start_tuned(ids: &[&str], tuning: OriginTuning) -> Cluster {
-        Self::start_full(ids, false, &[], tuning).await
+        Self::start_with_config(ids, false, &[], move |c| c.tuning = tuning).await
+    }
+
+    /// [`Self::start`], with `configure` applied before the nodes start (e.g. to set `cache_toml`).
+    pub async fn start_configured(ids: &[&str], configure: impl FnOnce(&mut Cluster)) -> Cluster {
+        Self::start_with_config(ids, false, &[], configure).await
     }
 
     async fn start_with(ids: &[&str], gossip: bool, spare: &[&str]) -> Cluster {
-        Self::start_full(ids, gossip, spare, OriginTuning::default()).await
+        Self::start_with_config(ids, gossip, spare, |_| {}).await
     }
 
-    async fn start_full(ids: &[&str], gossip: bool, spare: &[&str], tuning: OriginTuning) -> Cluster {
+    async fn start_with_config(
+        ids: &[&str],
+        gossip: bool,
+        spare: &[&str],
+        configure: impl FnOnce(&mut Cluster),
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let all: Vec<&str> = ids.iter().chain(spare).copied().collect();
         cache_client::certs::generate(&dir.path().join("certs"), &all, &["client"], 30).expect("certificates");
         let s3 = S3Origin::start(&dir.path().join("origin"), AK, SK).await.expect("S3 origin");
-        let mut cluster = Cluster { dir, s3, nodes: Vec::new(), gossip, tuning };
+        let mut cluster = Cluster {
+            dir,
+            s3,
+            nodes: Vec::new(),
+            gossip,
+            tuning: OriginTuning::default(),
+            cache_toml: CACHE_TOML.into(),
+            node_extra_toml: String::new(),
+            node_env: Vec::new(),
+        };
+        configure(&mut cluster);
         for id in ids {
             cluster.add(id).await;
         }
@@ -180,10 +222,9 @@ data_dir = "{data}"
 origin_timeout = "{origin_timeout}ms"
 operators = ["client"]
 handoff = "{handoff}s"
+{node_extra}
 [cache]
-memory_capacity = "64MiB"
-disk_capacity = "512MiB"
-page_size = "4MiB"
+{cache}
 [tls]
 ca = "{certs}/ca.pem"
 cert = "{certs}/{id}.pem"
@@ -192,6 +233,8 @@ key = "{certs}/{id}.key"
 {volume}"#,
             handoff = HANDOFF.as_secs(),
             origin_timeout = self.tuning.origin_timeout.as_millis(),
+            node_extra = self.node_extra_toml,
+            cache = self.cache_toml,
             cluster = if self.gossip { self.gossip_toml() } else { String::new() },
             id = n.id,
             quic = n.quic,
@@ -210,6 +253,7 @@ key = "{certs}/{id}.key"
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "warn")
+            .envs(self.node_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -306,6 +350,16 @@ origin_timeout = "{origin_timeout}ms"
             .replace("[client]\n", "[client]\nhedge_after = \"0s\"\n");
         let config: ClientConfig = cache_client::config::parse_toml(&text).expect("client config");
         Client::new(&config).expect("client")
+    }
+
+    /// Node `i`'s `/metrics` text.
+    pub async fn metrics(&self, i: usize) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.nodes[i].admin).await.expect("connect admin");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.expect("send");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
     }
 
     /// Writes an object to the origin and returns its bytes.

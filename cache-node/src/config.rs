@@ -52,10 +52,10 @@ pub struct NodeSection {
     /// Requests served at once; more are answered `Busy` and the client goes elsewhere. Default 256.
     #[serde(default = "default_max_inflight")]
     pub max_inflight: usize,
-    /// Bytes of pages being read from disk or the origin at once (memory hits take none: they
-    /// send the cached page). More are answered `Busy`, and the client asks the next node or
-    /// the origin: what keeps a node inside its memory under a burst of cold reads. Default
-    /// 256MiB; at least one page.
+    /// Bytes of pages being filled from the origin at once (readers of one page share its
+    /// fill; hits take none). More fills wait for room before they allocate: with
+    /// `memory_capacity`, what keeps a node inside its memory under a burst of cold reads.
+    /// Default 256MiB; at least one page.
     #[serde(default = "default_max_fill_bytes")]
     pub max_fill_bytes: ByteSize,
     /// Address other nodes and clients reach this node at (gossip membership advertises it).

@@ -160,7 +160,7 @@ impl RunningNode {
             page_size: config.cache.page_size.0 as u32,
             origin_timeout: config.node.origin_timeout.0,
             inflight: Semaphore::new(config.node.max_inflight),
-            fills: Semaphore::new((config.node.max_fill_bytes.0 / config.cache.page_size.0).max(1) as usize),
+            fills: Arc::new(Semaphore::new((config.node.max_fill_bytes.0 / config.cache.page_size.0).max(1) as usize)),
             started: Instant::now(),
             membership,
             gossip: gossip.as_ref().map(|(handle, _)| handle.clone()),

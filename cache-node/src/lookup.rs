@@ -112,6 +112,7 @@ impl Service {
                 self.origin_timeout,
                 self.metrics.clone(),
                 handoff,
+                self.fills.clone(),
             )
         };
         let (mut corrupt_retries, mut takeovers) = (1, 1);
@@ -219,7 +220,17 @@ async fn fill_page(
     timeout: Duration,
     metrics: NodeMetrics,
     handoff: Option<Handoff>,
+    fills: Arc<tokio::sync::Semaphore>,
 ) -> Result<Page, FillError> {
+    // One permit per page buffer being filled (`node.max_fill_bytes`): fills beyond it wait
+    // here, before they allocate, so a burst of cold pages cannot grow the node past its
+    // budget. Readers of the same page share one fill, and so one permit.
+    let _permit = match tokio::time::timeout(timeout, fills.acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        // The semaphore is never closed; a fill that cannot get room in time fails like one
+        // whose origin did not answer in time.
+        Ok(Err(_)) | Err(_) => return Err(FillError::Timeout { key: key.key.to_string(), after: timeout }),
+    };
     if let Some(handoff) = handoff {
         match handoff.peek(&key, page_size).await {
             Ok(page) => {

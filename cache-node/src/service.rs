@@ -52,9 +52,8 @@ pub struct Service {
     pub page_size: u32,
     pub origin_timeout: Duration,
     pub inflight: Semaphore,
-    /// One permit per page that may be read from disk or the origin at once
-    /// (`node.max_fill_bytes`).
-    pub fills: Semaphore,
+    /// One permit per page being filled from the origin at once (`node.max_fill_bytes`).
+    pub fills: Arc<Semaphore>,
     pub started: Instant,
     /// The ring as this node sees it, and the rings before it (for handoff).
     pub membership: Arc<Membership>,
@@ -207,16 +206,6 @@ impl Service {
             Err(refusal) => return *refusal,
         };
         let Ok(_permit) = self.inflight.try_acquire() else { return self.busy() };
-        // A page not in memory needs a buffer (from disk or the origin): bounded, so a burst of
-        // cold reads is answered Busy (the client goes elsewhere) rather than growing the node.
-        let _fill = if self.store.memory_contains(volume.as_str(), get.key, get.page) {
-            None
-        } else {
-            match self.fills.try_acquire() {
-                Ok(permit) => Some(permit),
-                Err(_) => return self.busy(),
-            }
-        };
         self.metrics.inflight.inc();
         let began = Instant::now();
         let found = self.lookup(volume, state, get).await;

@@ -449,11 +449,6 @@ impl PageStore {
         std::future::poll_fn(|cx| flight.as_mut().poll_inner(cx)).await
     }
 
-    /// Whether the page is in memory (a lookup by borrowed names, like [`Self::memory_get`]).
-    pub fn memory_contains(&self, volume: &str, key: &str, page: u64) -> bool {
-        self.cache.memory().contains(&PageKeyRef { volume, key, page })
-    }
-
     /// The page if it is in memory: a lookup by borrowed names that neither awaits nor allocates.
     pub fn memory_get(&self, volume: &str, key: &str, page: u64) -> Option<PageEntry> {
         self.cache.memory().get(&PageKeyRef { volume, key, page })

@@ -169,7 +169,9 @@ async fn persistent_server_errors_fail_typed_after_the_retry_budget() {
     let (reads, gets, took) = measured(&cluster, reads).await;
     eprintln!("SlowDown always, {READERS} readers: {gets} GETs, {took:?}");
     assert!(reads.iter().all(|r| matches!(r, Err(ReadError::Origin(OriginError::Other { .. })))));
-    assert!(gets <= (1 + READERS) * ATTEMPTS, "at most {ATTEMPTS} GETs per asker: {gets}");
+    // Askers: each reader's own fallback, the node's fill, and the node's one retry by a waiter
+    // that takes over a failed fill.
+    assert!(gets <= (2 + READERS) * ATTEMPTS, "at most {ATTEMPTS} GETs per asker: {gets}");
     heals(&cluster, &client, &k, &data).await;
 }
 

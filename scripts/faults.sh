@@ -9,10 +9,10 @@
 # and PASS/FAIL lines for its targets (0 wrong, 0 short, 0 failed reads while the origin is
 # healthy, no read past its deadline). Exits non-zero if any target is missed.
 #
-#   sudo scripts/faults.sh              # the whole suite, ~8 minutes on 2 cores
+#   sudo scripts/faults.sh              # the whole suite, ~12 minutes on 2 cores (with the fault tests)
 #   FAST=1 scripts/faults.sh            # shorter scenarios (what CI runs)
 #   KEEP=1 scripts/faults.sh            # keep logs and checker outputs
-#   ONLY=stall,memory scripts/faults.sh # some scenarios: kill stall partition loss slow down memory
+#   ONLY=stall,memory scripts/faults.sh # some scenarios: kill stall partition loss slow down memory tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -174,6 +174,19 @@ if want memory; then
   else
     echo "SKIP memory: no cgroup v1 memory controller here"
   fi
+fi
+
+if want tests && [[ -z "${FAST:-}" ]]; then
+  # The scenarios that need no second host run as tests (CI runs them with the others).
+  echo "== 8. the fault tests: origin, stalled node, disk, single flight, hostile input, TLS"
+  for t in origin_faults node_faults disk_faults single_flight hostile security; do
+    if cargo nextest run --locked -p cache-node --test "$t" >"$W/test-$t.log" 2>&1; then
+      echo "SCENARIO test-$t $(grep -E 'Summary' "$W/test-$t.log" | sed 's/^ *//')"
+      check "test $t" 1 "passed"
+    else
+      check "test $t" 0 "see $W/test-$t.log (KEEP=1 keeps it)"
+    fi
+  done
 fi
 
 exit $fail

@@ -12,7 +12,7 @@
 #   sudo scripts/faults.sh              # the whole suite, ~12 minutes on 2 cores (with the fault tests)
 #   FAST=1 scripts/faults.sh            # shorter scenarios (what CI runs)
 #   KEEP=1 scripts/faults.sh            # keep logs and checker outputs
-#   ONLY=stall,memory scripts/faults.sh # some scenarios: kill stall partition loss slow down memory tests
+#   ONLY=stall,memory scripts/faults.sh # some: kill stall partition loss netem slow down memory tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +22,7 @@ FAULT_SECS=${FAULT_SECS:-$([[ -n "${FAST:-}" ]] && echo 8 || echo 20)}
 DEADLINE=${DEADLINE:-30s}
 ONLY=${ONLY:-}   # e.g. ONLY=stall,memory: run only these scenarios
 want() { [[ -z $ONLY || ,$ONLY, == *",$1,"* ]]; }
+declare -A relay_pid
 source scripts/lib/netns-cluster.sh
 trap cluster_cleanup EXIT INT TERM
 
@@ -113,6 +114,33 @@ if want loss; then
   sleep "$FAULT_SECS"
   nft_reset
   finish loss
+fi
+
+if want netem; then
+  echo "== 4b. delay 10-15 ms, 2% reordered, 1% duplicated on every node's links (a UDP relay in front of each node)"
+  # Each node moves to port 7001 and keeps advertising 7000, where its relay listens.
+  for n in a b c; do
+    kill -TERM "${node_pid[$n]}"; wait "${node_pid[$n]}" 2>/dev/null || true
+    cp "$W/$n.toml" "$W/$n.toml.orig"
+    sed -i -e "s/^listen = \"\(.*\):7000\"/listen = \"\1:7001\"\nadvertise = \"\1:7000\"/" "$W/$n.toml"
+    ip netns exec "mc-$n" "$BIN/cache-bench" udp-relay --listen "$(addr $n):7000" --upstream "$(addr $n):7001" \
+      --delay 10ms --jitter 5ms --reorder 0.02 --duplicate 0.01 >"$W/logs/relay-$n.log" 2>&1 &
+    relay_pid[$n]=$!
+    pids+=($!)
+    start_node $n
+  done
+  wait_ring "a b c" 60
+  run_checker netem
+  sleep "$FAULT_SECS"
+  finish netem
+  for n in a b c; do
+    kill -TERM "${node_pid[$n]}"; wait "${node_pid[$n]}" 2>/dev/null || true
+    kill -TERM "${relay_pid[$n]}"; wait "${relay_pid[$n]}" 2>/dev/null || true
+    echo "relay $n: $(tail -n 1 "$W/logs/relay-$n.log")"
+    mv "$W/$n.toml.orig" "$W/$n.toml"
+    start_node $n
+  done
+  wait_ring "a b c" 60
 fi
 
 if want slow; then

@@ -33,6 +33,7 @@ use tempfile::TempDir;
 pub mod check;
 pub mod load;
 pub mod proxy;
+pub mod relay;
 
 pub const AK: &str = "AKIAMIRRORCACHEBENCH";
 pub const SK: &str = "mirrorcache-bench-secret-key";

@@ -63,6 +63,35 @@ enum Command {
     /// Run a TCP proxy in front of an origin's HTTP endpoint that delays every request and caps
     /// the response bandwidth, until Ctrl-C (or `--seconds`).
     Proxy(ProxyArgs),
+    /// Run a UDP relay in front of a node's QUIC port that delays, reorders and duplicates
+    /// datagrams (netem in user space), until Ctrl-C, SIGTERM (or `--seconds`).
+    UdpRelay(RelayArgs),
+}
+
+#[derive(Args, Debug)]
+struct RelayArgs {
+    /// Where peers send (the node's advertised address).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Where the node listens.
+    #[arg(long)]
+    upstream: SocketAddr,
+    #[arg(long, default_value = "20ms", value_parser = span)]
+    delay: Duration,
+    /// Up to this much more, uniformly.
+    #[arg(long, default_value = "10ms", value_parser = span)]
+    jitter: Duration,
+    /// Share of datagrams held back by another 2 x delay (0..1).
+    #[arg(long, default_value_t = 0.05)]
+    reorder: f64,
+    /// Share of datagrams sent twice (0..1).
+    #[arg(long, default_value_t = 0.01)]
+    duplicate: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop by itself after this many seconds.
+    #[arg(long)]
+    seconds: Option<u64>,
 }
 
 /// The objects: which cluster and volume, how many, how big, under which prefix.
@@ -209,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
     let work = match cli.command {
         // The proxy watches the signals itself, to print its counters when it stops.
         Some(Command::Proxy(args)) => return proxy(args).await,
+        Some(Command::UdpRelay(args)) => return relay(args).await,
         // So does the checker, which exits with 1 when a check failed (having said which).
         Some(Command::Check(args)) => {
             if !check(args).await? {
@@ -345,6 +375,34 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
         eprintln!("check failed: {}", failed.join("; "));
     }
     Ok(failed.is_empty())
+}
+
+async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    anyhow::ensure!((0.0..=1.0).contains(&args.reorder), "--reorder must be within 0..=1");
+    anyhow::ensure!((0.0..=1.0).contains(&args.duplicate), "--duplicate must be within 0..=1");
+    let options = bench::relay::RelayOptions {
+        delay: args.delay,
+        jitter: args.jitter,
+        reorder: args.reorder,
+        duplicate: args.duplicate,
+        seed: args.seed,
+    };
+    let front = bench::relay::bind(args.listen).await.with_context(|| format!("listen {}", args.listen))?;
+    eprintln!("relay listening on {} -> {}, {options:?}", args.listen, args.upstream);
+    let stats = Arc::new(bench::relay::RelayStats::default());
+    let limit = async {
+        match args.seconds {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = bench::relay::run(front, args.upstream, options, stats.clone()) => r?,
+        () = stop_signal() => {}
+        () = limit => {}
+    }
+    println!("relay stopped: {}", stats.summary());
+    Ok(())
 }
 
 async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {

@@ -22,21 +22,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use cache_client::{
-    Client,
-    key::{ObjectKey, Volume},
-    stats::Source,
-    wire::Tier,
-};
+use cache_client::{Client, stats::Source, wire::Tier};
 use support::*;
-
-fn vol() -> Volume {
-    Volume::new(VOLUME).expect("valid")
-}
-
-fn key(k: &str) -> ObjectKey {
-    ObjectKey::new(k).expect("valid")
-}
 
 /// One-page objects (JuiceFS blocks) with the given seeds, written to the origin.
 fn put_objects(cluster: &Cluster, seeds: std::ops::Range<u64>, len: impl Fn(u64) -> u64) -> Vec<(String, Bytes)> {

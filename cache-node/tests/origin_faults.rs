@@ -15,7 +15,7 @@ use bytes::Bytes;
 use cache_client::{
     Client, ReadError,
     config::OriginConfig,
-    key::{ObjectKey, Volume},
+    key::ObjectKey,
     origin::{OriginChain, OriginError},
     stats::Source,
     wire::Tier,
@@ -38,14 +38,6 @@ fn tuning(origin_timeout: Duration) -> OriginTuning {
             STALL.as_millis()
         ),
     }
-}
-
-fn vol() -> Volume {
-    Volume::new(VOLUME).expect("valid")
-}
-
-fn key(k: &str) -> ObjectKey {
-    ObjectKey::new(k).expect("valid")
 }
 
 /// A cold JuiceFS block of one whole page at the origin.

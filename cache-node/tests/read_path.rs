@@ -6,21 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use cache_client::{
-    ReadError,
-    key::{ObjectKey, Volume},
-    stats::Source,
-    wire::Tier,
-};
+use cache_client::{ReadError, stats::Source, wire::Tier};
 use support::*;
-
-fn vol() -> Volume {
-    Volume::new(VOLUME).expect("valid")
-}
-
-fn key(k: &str) -> ObjectKey {
-    ObjectKey::new(k).expect("valid")
-}
 
 async fn statuses(client: &cache_client::Client, n: usize) -> Vec<cache_client::wire::NodeStatus> {
     let mut out = Vec::new();

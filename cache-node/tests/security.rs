@@ -7,15 +7,11 @@ mod support;
 use std::{sync::Arc, time::Duration};
 
 use cache_client::{
-    key::{ObjectKey, Volume},
+    key::Volume,
     stats::Source,
     wire::{Get, REQUEST_PREFIX_LEN, Request},
 };
 use support::*;
-
-fn key(k: &str) -> ObjectKey {
-    ObjectKey::new(k).expect("valid")
-}
 
 /// Sum of the three nodes' origin requests and errors.
 async fn node_totals(cluster: &Cluster) -> (u64, u64) {

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use cache_client::{
     Client,
     config::ClientConfig,
-    key::{ObjectKey, Volume},
+    key::ObjectKey,
     wire::{Get, REQUEST_PREFIX_LEN, Request, RequestKind, ResponseHead, Status, Tier},
 };
 use cache_node::{
@@ -36,17 +36,13 @@ use cache_node::{
     store::{Page, PageKey, PageStore},
     testkit::S3Origin,
 };
-use support::{Cluster, PAGE, block_key, content, foyer_metric, metric};
+use support::{Cluster, PAGE, block_key, content, foyer_metric, metric, vol};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
 };
 
 const TOKEN: &str = "single-flight-token-01";
-
-fn vol() -> Volume {
-    Volume::new("vol1").expect("valid")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_readers_of_a_cold_page_cost_one_origin_get() {

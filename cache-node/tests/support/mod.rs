@@ -75,6 +75,16 @@ impl Default for OriginTuning {
 
 pub const CACHE_TOML: &str = "memory_capacity = \"64MiB\"\ndisk_capacity = \"512MiB\"\npage_size = \"4MiB\"\n";
 
+/// The test volume's name.
+pub fn vol() -> cache_client::key::Volume {
+    cache_client::key::Volume::new(VOLUME).expect("valid")
+}
+
+/// An object key that must be valid.
+pub fn key(k: &str) -> cache_client::key::ObjectKey {
+    cache_client::key::ObjectKey::new(k).expect("valid")
+}
+
 /// Handoff window of gossip test clusters (short, so drains finish quickly).
 pub const HANDOFF: Duration = Duration::from_secs(5);
 

@@ -1,7 +1,8 @@
 //! A client reading whole 4 MiB pages from one node over QUIC on 127.0.0.1, all memory hits, with
 //! 1 and 8 reads in flight, side by side with bare quinn moving the same bytes (4 MiB per stream,
-//! 1 and 8 streams in flight) between two endpoints with the same transport config and the same
-//! mutual TLS. DESIGN.md §7: a page served from memory should come close to what quinn itself
+//! 1 and 8 streams in flight) between two endpoints with the same mutual TLS: `bare_quinn` with
+//! the same transport config as the cache, `bare_quinn_default` with quinn's defaults (the
+//! stretch target compares against that one). DESIGN.md §7: a page served from memory should come close to what quinn itself
 //! moves over loopback on one connection; the gap is the cost of the cache's own work (wire
 //! frames, lookup, digest check, the client's copy into one buffer).
 //!
@@ -11,7 +12,7 @@
 
 use std::sync::Arc;
 
-use bench::{BarePair, Loopback, PAGE, content, in_flight, runtime};
+use bench::{BareConfig, BarePair, Loopback, PAGE, content, in_flight, runtime};
 use cache_client::{stats::Source, wire::Tier};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -21,7 +22,7 @@ const IN_FLIGHT: [u64; 2] = [1, 8];
 
 fn loopback(c: &mut Criterion) {
     let rt = runtime();
-    let (cache, bare) = rt.block_on(async {
+    let (cache, bares) = rt.block_on(async {
         let cache = Loopback::start(OBJECTS, "128MiB").await.expect("start origin, node and client");
         cache.warm().await.expect("warm the cache");
         // Check once that reads now come from the node's memory, not from disk or the origin.
@@ -32,8 +33,9 @@ fn loopback(c: &mut Criterion) {
                 "{key}: expected a memory hit, got {traces:?}"
             );
         }
-        let bare = BarePair::start(content(0, PAGE)).await.expect("start bare quinn pair");
-        (Arc::new(cache), Arc::new(bare))
+        let bare = BarePair::start(content(0, PAGE), BareConfig::Ours).await.expect("start bare quinn pair");
+        let default = BarePair::start(content(0, PAGE), BareConfig::QuinnDefault).await.expect("start default pair");
+        (Arc::new(cache), [("bare_quinn", Arc::new(bare)), ("bare_quinn_default", Arc::new(default))])
     });
 
     let mut g = c.benchmark_group("loopback_4MiB");
@@ -53,23 +55,25 @@ fn loopback(c: &mut Criterion) {
                 }
             })
         });
-        g.bench_with_input(BenchmarkId::new("bare_quinn", format!("inflight={n}")), &n, |b, &n| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let bare = bare.clone();
-                async move {
-                    in_flight(n, iters, move |_| {
-                        let bare = bare.clone();
-                        async move {
-                            let bytes = bare.fetch(PAGE as u32).await?;
-                            anyhow::ensure!(bytes.len() as u64 == PAGE, "bare quinn moved {} bytes", bytes.len());
-                            Ok(())
-                        }
-                    })
-                    .await
-                    .expect("bare quinn streams")
-                }
-            })
-        });
+        for (name, bare) in &bares {
+            g.bench_with_input(BenchmarkId::new(*name, format!("inflight={n}")), &n, |b, &n| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let bare = bare.clone();
+                    async move {
+                        in_flight(n, iters, move |_| {
+                            let bare = bare.clone();
+                            async move {
+                                let bytes = bare.fetch(PAGE as u32).await?;
+                                anyhow::ensure!(bytes.len() as u64 == PAGE, "bare quinn moved {} bytes", bytes.len());
+                                Ok(())
+                            }
+                        })
+                        .await
+                        .expect("bare quinn streams")
+                    }
+                })
+            });
+        }
     }
     g.finish();
 
@@ -82,9 +86,13 @@ fn loopback(c: &mut Criterion) {
         .collect();
     assert!(bad.is_empty() && stats["pages_node_miss"] == OBJECTS, "reads left the memory tier: {stats:?}");
     rt.block_on(async {
-        if let (Ok(cache), Ok(bare)) = (Arc::try_unwrap(cache), Arc::try_unwrap(bare)) {
+        if let Ok(cache) = Arc::try_unwrap(cache) {
             cache.shutdown().await;
-            bare.close().await;
+        }
+        for (_, bare) in bares {
+            if let Ok(bare) = Arc::try_unwrap(bare) {
+                bare.close().await;
+            }
         }
     });
 }

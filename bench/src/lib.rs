@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  Loopback::start ─► certs (ca, a, client) ─► S3Origin (put objects) ─► RunningNode "a" ─► Client
-//!  BarePair::start ─► quinn server (payload per stream) ◄── quinn client, same transport + TLS
+//!  BarePair::start ─► quinn server (payload per stream) ◄── quinn client, same TLS; our transport
+//!                     settings or quinn's defaults
 //!  in_flight(n, per_task, op)  n tasks, each running `op` per_task times; returns the wall time
 //! ```
 //!
@@ -202,8 +203,17 @@ impl Loopback {
     }
 }
 
-/// Two quinn endpoints on loopback with the node's transport config and mTLS setup (server name
-/// [`NODE_ID`]). The server answers every bidirectional stream with the first `u32` (big-endian)
+/// The transport settings of a [`BarePair`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareConfig {
+    /// The node's and client's own ([`tls::transport_config`], [`tls::endpoint_config`]).
+    Ours,
+    /// quinn's defaults (`TransportConfig::default()`, `EndpointConfig::default()`).
+    QuinnDefault,
+}
+
+/// Two quinn endpoints on loopback with the node's mTLS setup (server name [`NODE_ID`]) and the
+/// transport settings given by a [`BareConfig`]. The server answers every bidirectional stream with the first `u32` (big-endian)
 /// bytes the client asks for from its payload, as one `write_chunk` of a shared `Bytes`, the way a
 /// node answers a page. This is the ceiling the cache path is measured against.
 #[derive(Debug)]
@@ -216,16 +226,25 @@ pub struct BarePair {
 
 impl BarePair {
     /// Binds both endpoints, starts the server and connects. Call inside a tokio runtime.
-    pub async fn start(payload: Bytes) -> anyhow::Result<Self> {
+    pub async fn start(payload: Bytes, config: BareConfig) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("tempdir")?;
         let certs = certs(dir.path(), &[NODE_ID])?;
-        let transport = Arc::new(tls::transport_config());
         let server_tls = tls::TlsFiles::load(&tls_paths(&certs, NODE_ID))?;
         let client_tls = tls::TlsFiles::load(&tls_paths(&certs, "client"))?;
-        let server =
-            quinn::Endpoint::server(tls::server_config(&server_tls, transport.clone())?, ([127, 0, 0, 1], 0).into())?;
+        let (server_addr, client_addr) = (([127, 0, 0, 1], 0).into(), ([0, 0, 0, 0], 0).into());
+        let (transport, server, mut client) = match config {
+            BareConfig::Ours => {
+                let transport = Arc::new(tls::transport_config());
+                let server_config = tls::server_config(&server_tls, transport.clone())?;
+                (transport, tls::endpoint(server_addr, Some(server_config))?, tls::endpoint(client_addr, None)?)
+            }
+            BareConfig::QuinnDefault => {
+                let transport = Arc::new(quinn::TransportConfig::default());
+                let server_config = tls::server_config(&server_tls, transport.clone())?;
+                (transport, quinn::Endpoint::server(server_config, server_addr)?, quinn::Endpoint::client(client_addr)?)
+            }
+        };
         let addr = server.local_addr()?;
-        let mut client = quinn::Endpoint::client(([0, 0, 0, 0], 0).into())?;
         client.set_default_client_config(tls::client_config(&client_tls, transport)?);
         tokio::spawn(serve_bare(server.clone(), payload));
         let conn = client.connect(addr, NODE_ID)?.await.context("bare quinn handshake")?;

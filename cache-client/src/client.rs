@@ -140,7 +140,7 @@ impl Client {
         let bind: SocketAddr = if any_v6 { "[::]:0" } else { "0.0.0.0:0" }.parse().map_err(|_| {
             ClientError::Bind(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad bind address"))
         })?;
-        let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Bind)?;
+        let endpoint = crate::tls::endpoint(bind, None).map_err(ClientError::Bind)?;
         let mut volumes = HashMap::new();
         for v in &config.volume {
             let origin = OriginChain::from_config(&v.origin)

@@ -99,8 +99,8 @@ impl RunningNode {
         }
 
         let bind = |what, addr, source| StartError::Bind { what, addr, source };
-        let endpoint = quinn::Endpoint::server(server_config, config.node.listen)
-            .map_err(|e| bind("QUIC", config.node.listen, e))?;
+        let endpoint =
+            tls::endpoint(config.node.listen, Some(server_config)).map_err(|e| bind("QUIC", config.node.listen, e))?;
         let quic_addr = endpoint.local_addr().map_err(|e| bind("QUIC", config.node.listen, e))?;
 
         // This node as it advertises itself; a port of 0 in the config is the bound one.

@@ -99,3 +99,7 @@ fn loopback(c: &mut Criterion) {
 
 criterion_group!(benches, loopback);
 criterion_main!(benches);
+
+/// The node binary's allocator (see `cache-node/src/main.rs`), so the bench measures what it runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -4,10 +4,9 @@
 //! (DESIGN.md §7). Before measuring, each case checks once that its reads really hit the tier it
 //! is named after.
 //!
-//! The store opens its device without O_DIRECT (foyer's `FsDeviceBuilder` default), and the 32 MiB
-//! the disk case cycles through stay in the OS page cache: `disk_hit` measures foyer's block
-//! engine read path (psync read, decode, copy into a new page) over the page cache, not the
-//! device itself.
+//! The store reads its disk tier with O_DIRECT (`[cache] direct_io`, on by default), so
+//! `disk_hit` measures foyer's block engine read path (pread into an aligned buffer, foyer's
+//! checksum, the decode copy into a new page) against the device, not the OS page cache.
 
 use std::{hint::black_box, time::Duration};
 
@@ -111,3 +110,7 @@ fn store(c: &mut Criterion) {
 
 criterion_group!(benches, store);
 criterion_main!(benches);
+
+/// The node binary's allocator (see `cache-node/src/main.rs`), so the bench measures what it runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -176,8 +176,12 @@ impl Code for Page {
         if len > MAX_STORED_PAGE as u64 || len > object_size {
             return Err(coding_error("length out of range"));
         }
-        let mut bytes = vec![0; len as usize];
-        r.read_exact(&mut bytes).map_err(foyer::Error::io_error)?;
+        // One copy out of foyer's read buffer, into memory that is not zeroed first.
+        let mut bytes = Vec::with_capacity(len as usize);
+        r.take(len).read_to_end(&mut bytes).map_err(foyer::Error::io_error)?;
+        if bytes.len() as u64 != len {
+            return Err(coding_error("page cut short"));
+        }
         Ok(Self { object_size, etag: (!etag.is_empty()).then_some(etag), digest, bytes: Bytes::from(bytes) })
     }
 

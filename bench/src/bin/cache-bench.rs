@@ -37,6 +37,11 @@ use cache_client::{
 };
 use clap::{Args, Parser, Subcommand};
 
+/// The node binary's allocator (see `cache-node/src/main.rs`): the load tool reads 4 MiB pages
+/// into fresh buffers like a node fills them; recommended for any process linking the client.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(about = "Load tool for a running mirrorcache cluster, and a delaying origin proxy")]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]

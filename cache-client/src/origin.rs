@@ -109,6 +109,19 @@ pub struct OriginRead {
     pub origin: usize,
 }
 
+/// What a read of the origin tells as it goes ([`OriginChain::get_range_tapped`]): the object's
+/// size and ETag once the answer's head is in, then each body chunk as it arrives. An origin that
+/// fails after its head may be followed by the next origin's `Head`; the result of the read, not
+/// the events, says which bytes are right.
+#[derive(Debug, Clone)]
+pub enum OriginEvent {
+    Head { object_size: u64, etag: Option<String> },
+    Chunk(Bytes),
+}
+
+/// Where [`OriginChain::get_range_tapped`] sends its [`OriginEvent`]s (at most the range's bytes).
+pub type OriginTap = tokio::sync::mpsc::UnboundedSender<OriginEvent>;
+
 /// What a HEAD of one object tells.
 #[derive(Debug, Clone)]
 pub struct OriginHead {
@@ -204,8 +217,19 @@ impl OriginChain {
     /// Tries each origin in order; an origin that answers NotFound passes to the next one; any other error is
     /// returned at once.
     pub async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<OriginRead, OriginError> {
+        self.get_range_tapped(key, range, None).await
+    }
+
+    /// [`Self::get_range`], telling `tap` the object's size and each chunk as they arrive, so a
+    /// node can forward a page while it is still being read.
+    pub async fn get_range_tapped(
+        &self,
+        key: &ObjectKey,
+        range: Range<u64>,
+        tap: Option<&OriginTap>,
+    ) -> Result<OriginRead, OriginError> {
         for (index, origin) in self.origins.iter().enumerate() {
-            if let Some(read) = origin.get_range(index, key, range.clone()).await? {
+            if let Some(read) = origin.get_range(index, key, range.clone(), tap).await? {
                 return Ok(read);
             }
         }
@@ -425,6 +449,7 @@ impl Origin {
         index: usize,
         key: &ObjectKey,
         range: Range<u64>,
+        tap: Option<&OriginTap>,
     ) -> Result<Option<OriginRead>, OriginError> {
         let path = self.object_path(key).map_err(|e| self.other(key, e))?;
         if range.start >= range.end {
@@ -447,6 +472,13 @@ impl Origin {
         let mut md5 = md5_etag.map(|_| Md5::new());
         // `expected` is at most the caller's range, so this allocation is bounded by the caller.
         let mut bytes = BytesMut::with_capacity(expected as usize);
+        // A tap whose receiver is gone only stops being told.
+        let tell = |event| {
+            if let Some(tap) = tap {
+                let _ = tap.send(event);
+            }
+        };
+        tell(OriginEvent::Head { object_size: size, etag: e_tag.clone() });
         let mut body = result.into_stream();
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
@@ -467,6 +499,7 @@ impl Origin {
                 md5.update(&chunk);
             }
             bytes.extend_from_slice(&chunk);
+            tell(OriginEvent::Chunk(chunk));
         }
         if bytes.len() as u64 != expected {
             return Err(OriginError::Truncated { key: key.to_string(), expected, got: bytes.len() as u64 });

@@ -19,7 +19,10 @@ use tokio::sync::Mutex;
 use crate::{
     key::NodeId,
     ring::Member,
-    wire::{MAX_RESPONSE_HEAD, RESPONSE_PREFIX_LEN, Request, ResponseHead, WireError},
+    wire::{
+        ErrorHead, MAX_RESPONSE_HEAD, RESET_ORIGIN_FAILED, RESPONSE_PREFIX_LEN, Request, ResponseHead, Status,
+        TRAILER_LEN, WireError,
+    },
 };
 
 /// How long a node that failed at the connection level, or was slow again and again, is
@@ -258,7 +261,29 @@ async fn exchange_on(
     let head = ResponseHead::decode_head(request.kind(), status, &head).map_err(wire)?;
     accept(&head).map_err(wire)?;
     let mut payload = vec![0u8; head.payload_len() as usize];
-    recv.read_exact(&mut payload).await.map_err(|e| stream_err(e.to_string()))?;
+    let mut trailer = [0u8; TRAILER_LEN];
+    let body = async {
+        recv.read_exact(&mut payload).await?;
+        if status == Status::Streamed {
+            recv.read_exact(&mut trailer).await?;
+        }
+        Ok::<_, quinn::ReadExactError>(())
+    };
+    match body.await {
+        Ok(()) => {}
+        // The node's origin failed while it streamed the page: an `OriginFailed` answer.
+        Err(quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)))
+            if code == quinn::VarInt::from_u32(RESET_ORIGIN_FAILED) =>
+        {
+            let message = "the origin failed while the node streamed the page".to_owned();
+            return Ok((ResponseHead::Error(ErrorHead { status: Status::OriginFailed, message }), Bytes::new()));
+        }
+        Err(e) => return Err(stream_err(e.to_string())),
+    }
+    let mut head = head;
+    if let (Status::Streamed, ResponseHead::Page(page)) = (status, &mut head) {
+        page.digest = u64::from_be_bytes(trailer);
+    }
     Ok((head, Bytes::from(payload)))
 }
 

@@ -22,6 +22,7 @@ pub use members::{MemberInfo, MemberState, MembersAnswer};
 pub use request::{Get, GetView, Request, RequestKind, RequestView, Warm, WarmMode};
 pub use response::{
     ErrorHead, MAX_PAGE_HEAD_FRAME, PageHead, PageHeadRef, ResponseHead, Status, Tier, WarmOutcome, encode_page_head,
+    encode_streamed_page_head,
 };
 pub use status::NodeStatus;
 
@@ -43,6 +44,11 @@ pub const MAX_TOKEN_LEN: usize = 255;
 pub const MAX_ETAG_LEN: usize = 255;
 /// Longest error message carried in an error head.
 pub const MAX_MESSAGE_LEN: usize = 2048;
+/// Bytes of the digest after a [`Status::Streamed`] page.
+pub const TRAILER_LEN: usize = 8;
+/// Stream reset code of a node whose origin failed while it streamed a page: the client treats
+/// it as an `OriginFailed` answer.
+pub const RESET_ORIGIN_FAILED: u32 = 0x6f66;
 /// Largest `Status` payload (JSON).
 pub const MAX_STATUS_PAYLOAD: u32 = 1 << 20;
 

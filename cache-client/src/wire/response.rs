@@ -29,6 +29,10 @@ pub enum Status {
     NotCached = 8,
     /// The client may not ask this (e.g. `Drain` from a certificate that is not an operator's).
     Forbidden = 9,
+    /// (Get) Ok, sent while the node still reads the page from the origin: the head's digest is 0,
+    /// and the digest follows the `len` bytes as 8 more. A node whose origin fails midway resets
+    /// the stream with [`super::RESET_ORIGIN_FAILED`].
+    Streamed = 10,
 }
 
 impl Status {
@@ -44,6 +48,7 @@ impl Status {
             Self::Internal => "internal",
             Self::NotCached => "not_cached",
             Self::Forbidden => "forbidden",
+            Self::Streamed => "streamed",
         }
     }
 }
@@ -62,6 +67,7 @@ impl TryFrom<u8> for Status {
             7 => Self::Internal,
             8 => Self::NotCached,
             9 => Self::Forbidden,
+            10 => Self::Streamed,
             other => return Err(WireError::UnknownStatus(other)),
         })
     }
@@ -135,6 +141,13 @@ pub fn encode_page_head(out: &mut [u8; MAX_PAGE_HEAD_FRAME], head: &PageHeadRef<
     out[33] = etag.len() as u8;
     out[34..34 + etag.len()].copy_from_slice(etag);
     RESPONSE_PREFIX_LEN + head_len
+}
+
+/// [`encode_page_head`] for a [`Status::Streamed`] answer: the digest follows the bytes.
+pub fn encode_streamed_page_head(out: &mut [u8; MAX_PAGE_HEAD_FRAME], head: &PageHeadRef<'_>) -> usize {
+    let len = encode_page_head(out, &PageHeadRef { digest: 0, ..*head });
+    out[1] = Status::Streamed as u8;
+    len
 }
 
 /// A [`PageHead`] with a borrowed ETag, for encoding without allocating.
@@ -283,7 +296,7 @@ impl ResponseHead {
     pub fn decode_head(kind: RequestKind, status: Status, head: &[u8]) -> Result<Self, WireError> {
         let mut c = Cursor::new(head);
         let decoded = match (status, kind) {
-            (Status::Ok, RequestKind::Get | RequestKind::Peek) => {
+            (Status::Ok, RequestKind::Get | RequestKind::Peek) | (Status::Streamed, RequestKind::Get) => {
                 let object_size = c.u64("object size")?;
                 let digest = c.u64("digest")?;
                 let len = c.u32("payload length")?;
@@ -312,6 +325,7 @@ impl ResponseHead {
                 let size = c.u64("object size")?;
                 Self::Warm { outcome, object_size: (size != u64::MAX).then_some(size) }
             }
+            (Status::Streamed, kind) => return Err(WireError::Range(format!("a streamed answer to a {kind:?}"))),
             (status, _) => Self::Error(ErrorHead { status, message: c.str(2, MAX_MESSAGE_LEN, "message")?.to_owned() }),
         };
         c.finish()?;
@@ -386,6 +400,34 @@ mod tests {
         match page() {
             ResponseHead::Page(p) => p,
             _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn streamed_pages_carry_their_digest_after_the_bytes_and_answer_gets_only() {
+        let p = page_head();
+        let head = PageHeadRef {
+            object_size: p.object_size,
+            digest: 77,
+            len: p.len,
+            epoch: 1,
+            tier: Tier::Origin,
+            etag: None,
+        };
+        let mut buf = [0u8; MAX_PAGE_HEAD_FRAME];
+        let n = encode_streamed_page_head(&mut buf, &head);
+        let prefix = buf.first_chunk::<RESPONSE_PREFIX_LEN>().expect("prefix");
+        let (status, len) = ResponseHead::parse_prefix(prefix).expect("prefix parses");
+        assert_eq!((status, RESPONSE_PREFIX_LEN + len), (Status::Streamed, n));
+        let body = &buf[RESPONSE_PREFIX_LEN..n];
+        let Ok(ResponseHead::Page(got)) = ResponseHead::decode_head(RequestKind::Get, status, body) else {
+            panic!("a streamed page head decodes for a Get");
+        };
+        assert_eq!((got.digest, got.len), (0, p.len), "the digest comes after the bytes");
+        for kind in
+            [RequestKind::Peek, RequestKind::Status, RequestKind::Warm, RequestKind::Members, RequestKind::Drain]
+        {
+            assert!(ResponseHead::decode_head(kind, status, body).is_err(), "{kind:?}");
         }
     }
 

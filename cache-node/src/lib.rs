@@ -21,6 +21,7 @@ pub mod node_id;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod streamed;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 

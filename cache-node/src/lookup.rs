@@ -15,7 +15,7 @@ use std::{
 use cache_client::{
     digest::page_digest,
     key::{ObjectKey, Volume},
-    origin::{OriginChain, OriginError},
+    origin::{OriginChain, OriginError, OriginTap},
     pool::Pool,
     ring::{Member, page_point},
     wire::{Get, GetView, Request, ResponseHead, Tier},
@@ -85,6 +85,7 @@ impl Service {
         volume: &Volume,
         state: &VolumeState,
         get: &GetView<'_>,
+        tap: Option<&OriginTap>,
     ) -> Result<(Found, Tier), Failure> {
         if let Some(entry) = self.store.memory_get(volume.as_str(), get.key, get.page) {
             return Ok((Found::Cached(entry), Tier::Memory));
@@ -105,13 +106,13 @@ impl Service {
         let fill = || {
             let handoff =
                 previous.clone().map(|owner| Handoff { owner, peers: self.peers.clone(), token: state.token.clone() });
+            let sources = Sources { origin: state.origin.clone(), handoff, tap: tap.cloned() };
             fill_page(
-                state.origin.clone(),
+                sources,
                 key.clone(),
                 self.page_size,
                 self.origin_timeout,
                 self.metrics.clone(),
-                handoff,
                 self.fills.clone(),
             )
         };
@@ -211,15 +212,22 @@ impl Handoff {
     }
 }
 
-/// Fills one page: from its previous owner if there is one that has it, else from the origin
-/// chain; either way a cacheable [`Page`] whose digest was computed or checked here.
-async fn fill_page(
+/// Where a fill reads a page: the previous owner (warm handoff), else the origin chain, whose
+/// bytes `tap` is told as they arrive (a streamed answer).
+struct Sources {
     origin: Arc<OriginChain>,
+    handoff: Option<Handoff>,
+    tap: Option<OriginTap>,
+}
+
+/// Fills one page from its [`Sources`]: a cacheable [`Page`] whose digest was computed or
+/// checked here.
+async fn fill_page(
+    Sources { origin, handoff, tap }: Sources,
     key: PageKey,
     page_size: u32,
     timeout: Duration,
     metrics: NodeMetrics,
-    handoff: Option<Handoff>,
     fills: Arc<tokio::sync::Semaphore>,
 ) -> Result<Page, FillError> {
     // One permit per page buffer being filled (`node.max_fill_bytes`): fills beyond it wait
@@ -246,7 +254,8 @@ async fn fill_page(
     let start = key.page * u64::from(page_size);
     let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };
     metrics.origin_requests.get_or_create(&volume).inc();
-    let read = tokio::time::timeout(timeout, origin.get_range(&key.key, start..start + u64::from(page_size)))
+    let range = start..start + u64::from(page_size);
+    let read = tokio::time::timeout(timeout, origin.get_range_tapped(&key.key, range, tap.as_ref()))
         .await
         .map_err(|_| FillError::Timeout { key: key.key.to_string(), after: timeout })??;
     metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);

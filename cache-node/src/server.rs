@@ -15,13 +15,17 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use cache_client::{
     node_cert::peer_name,
-    wire::{MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, Request, RequestView, Status, WireError},
+    origin::OriginEvent,
+    wire::{MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, RESET_ORIGIN_FAILED, Request, RequestView, Status, WireError},
 };
 use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::service::{Answer, Service};
+use crate::{
+    service::{Answer, Service},
+    streamed::{Streamed, wanted},
+};
 
 /// Deadline for a client to send its whole request after opening a stream.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
@@ -122,7 +126,12 @@ enum StreamError {
 
 /// The answer to one request frame (prefix and body): the node's whole request handling
 /// between the socket reads and writes. A malformed frame is answered `BadRequest`.
-pub async fn respond(service: &Service, prefix: &[u8; REQUEST_PREFIX_LEN], body: &[u8], peer: Option<&str>) -> Answer {
+pub async fn respond<'a>(
+    service: &'a Service,
+    prefix: &[u8; REQUEST_PREFIX_LEN],
+    body: &'a [u8],
+    peer: Option<&str>,
+) -> Answer<'a> {
     let request = Request::parse_prefix(prefix).and_then(|(kind, _)| RequestView::decode_body(kind, body));
     match request {
         Ok(request) => service.answer(request, peer).await,
@@ -183,7 +192,12 @@ async fn serve_stream(
     let answer = crate::testkit::corrupt_if_asked(service, answer);
     // We read all we need; tell the peer to stop sending on this stream.
     let _ = recv.stop(0u32.into());
-    tokio::time::timeout(RESPONSE_DEADLINE, async {
+    let mut answer = answer;
+    let streamed = answer.streamed.take();
+    let written = tokio::time::timeout(RESPONSE_DEADLINE, async {
+        if let Some(streamed) = streamed {
+            return write_streamed(&mut send, answer.head(), streamed).await;
+        }
         send.write_all(answer.head()).await?;
         if !answer.payload.is_empty() {
             send.write_chunk(answer.payload).await?;
@@ -191,8 +205,69 @@ async fn serve_stream(
         send.finish()?;
         Ok::<_, StreamError>(())
     })
-    .await
-    .map_err(|_| StreamError::ResponseTimeout)?
+    .await;
+    written.map_err(|_| {
+        // Cut short: a reset, not a finish the client could take for a short answer.
+        let _ = send.reset(0u32.into());
+        StreamError::ResponseTimeout
+    })?
+}
+
+/// A streamed page answer: the head, each chunk the origin read delivers as far as the piece
+/// needs it, then what the chunks did not cover from the filled piece, then the piece's digest.
+/// A failed fill resets the stream with `RESET_ORIGIN_FAILED`. A client that goes away does not
+/// stop the fill: it runs to its end, so the page is cached for the next reader.
+async fn write_streamed(send: &mut quinn::SendStream, head: &[u8], streamed: Streamed<'_>) -> Result<(), StreamError> {
+    let Streamed { mut events, window, mut rest } = streamed;
+    let mut done = None;
+    let forwarded = async {
+        send.write_all(head).await?;
+        // Page bytes the tap has delivered, piece bytes written, and whether to keep forwarding.
+        let (mut at, mut sent, mut forwarding) = (0usize, 0usize, true);
+        loop {
+            tokio::select! {
+                biased;
+                filled = &mut rest => {
+                    done = Some(filled);
+                    return Ok::<_, StreamError>(sent);
+                }
+                event = events.recv(), if forwarding => match event {
+                    Some(OriginEvent::Chunk(chunk)) => {
+                        if let Some(part) = wanted(&window, &chunk, at, sent) {
+                            sent += part.len();
+                            send.write_chunk(part).await?;
+                        }
+                        at += chunk.len();
+                    }
+                    // Another origin took over after the first failed: the filled piece decides.
+                    Some(OriginEvent::Head { .. }) => forwarding = at == 0,
+                    None => forwarding = false,
+                },
+            }
+        }
+    }
+    .await;
+    let (sent, filled) = match (forwarded, done) {
+        (Ok(sent), Some(filled)) => (sent, filled),
+        (result, _) => {
+            // The client is gone before the fill ended (`rest` has not finished): finish it.
+            let _ = rest.await;
+            return result.map(drop);
+        }
+    };
+    match filled {
+        Some((piece, digest)) if piece.len() == window.len() => {
+            if sent < piece.len() {
+                send.write_chunk(piece.slice(sent..)).await?;
+            }
+            send.write_all(&digest.to_be_bytes()).await?;
+            send.finish()?;
+        }
+        _ => {
+            let _ = send.reset(quinn::VarInt::from_u32(RESET_ORIGIN_FAILED));
+        }
+    }
+    Ok(())
 }
 
 /// Bytes the peer sent after a frame whose prefix was valid (one request per stream: any more is

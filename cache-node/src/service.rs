@@ -1,6 +1,7 @@
 //! What a node does with one decoded request: authorise it, find the page ([`crate::lookup`]),
 //! and build the [`Answer`]. No sockets here: the server hands in a [`RequestView`] borrowed
-//! from the frame and writes out the answer's head and payload.
+//! from the frame and writes out the answer's head and payload, or, for a miss this request
+//! fills from the origin, the page's bytes as they arrive ([`crate::streamed`]).
 //!
 //! A memory hit allocates nothing: names stay borrowed from the frame, maps and the cache are
 //! searched by `&str`, metric labels clone an `Arc`, the head is encoded into a stack buffer and
@@ -27,13 +28,14 @@ use cache_client::{
 use tokio::sync::Semaphore;
 
 use crate::{
-    lookup::Failure,
+    lookup::{Failure, Found},
     membership::{
         Membership,
         driver::{Control, GossipHandle},
     },
     metrics::{KindLabel, NodeMetrics, TierLabel, VolumeLabel, VolumeName, VolumeTier, latency_quantile},
     store::{Page, PageKey, PageStore},
+    streamed::Streamed,
 };
 
 /// A volume as a node serves it.
@@ -71,11 +73,13 @@ pub struct Service {
     pub fault_corrupt_answers: std::sync::atomic::AtomicBool,
 }
 
-/// The bytes to send back for one request: a head frame, then the payload.
+/// The bytes to send back for one request: a head frame, then the payload, or the bytes of a
+/// page still being read from the origin and then its digest (`streamed`, payload empty).
 #[derive(Debug)]
-pub struct Answer {
+pub struct Answer<'a> {
     head: Head,
     pub payload: Bytes,
+    pub streamed: Option<Streamed<'a>>,
 }
 
 /// A head frame: a page head inline (no allocation), any other head in `spilled`.
@@ -86,9 +90,33 @@ struct Head {
     spilled: Vec<u8>,
 }
 
-impl Answer {
+impl Answer<'_> {
     fn other(head: ResponseHead, payload: Bytes) -> Self {
-        Self { head: Head { inline: [0; MAX_PAGE_HEAD_FRAME], len: 0, spilled: head.encode() }, payload }
+        Self {
+            head: Head { inline: [0; MAX_PAGE_HEAD_FRAME], len: 0, spilled: head.encode() },
+            payload,
+            streamed: None,
+        }
+    }
+
+    /// A page head frame encoded into a stack buffer (`encode` writes it and returns its length).
+    pub(crate) fn page(
+        encode: impl FnOnce(&mut [u8; MAX_PAGE_HEAD_FRAME]) -> usize,
+        payload: Bytes,
+        streamed: Option<Streamed<'_>>,
+    ) -> Answer<'_> {
+        let mut buf = [0u8; MAX_PAGE_HEAD_FRAME];
+        let len = encode(&mut buf);
+        Answer { head: Head { inline: buf, len, spilled: Vec::new() }, payload, streamed }
+    }
+
+    /// The whole payload, a streamed one run to its end (`None`: its fill failed), for callers
+    /// that take an answer at once rather than as it arrives (tests).
+    pub async fn into_payload(self) -> Option<Bytes> {
+        match self.streamed {
+            Some(streamed) => streamed.rest.await.map(|(bytes, _)| bytes),
+            None => Some(self.payload),
+        }
     }
 
     pub fn head(&self) -> &[u8] {
@@ -103,9 +131,9 @@ fn same_secret(a: &str, b: &str) -> bool {
 
 impl Service {
     /// The answer to one request from `peer` (the name in the caller's certificate).
-    pub async fn answer(&self, request: RequestView<'_>, peer: Option<&str>) -> Answer {
+    pub async fn answer<'a>(&'a self, request: RequestView<'a>, peer: Option<&str>) -> Answer<'a> {
         match request {
-            RequestView::Get(get) => self.get(&get).await,
+            RequestView::Get(get) => self.get(get).await,
             RequestView::Warm(get, mode) => self.warm(&get, mode).await,
             RequestView::Peek(get) => self.peek(&get).await,
             RequestView::Status => json_answer(&self.status()),
@@ -118,7 +146,7 @@ impl Service {
     }
 
     /// Takes this node off the ring (gossip membership only), for an operator.
-    async fn drain(&self, peer: Option<&str>) -> Answer {
+    async fn drain(&self, peer: Option<&str>) -> Answer<'static> {
         let Some(name) = peer.filter(|p| self.operators.iter().any(|o| o == p)) else {
             let msg = format!(
                 "{} may not drain node {} (operators: [{}], node.operators)",
@@ -141,7 +169,7 @@ impl Service {
     }
 
     /// A whole page only if this node has it cached (a new owner asking after a ring change).
-    async fn peek(&self, get: &GetView<'_>) -> Answer {
+    async fn peek(&self, get: &GetView<'_>) -> Answer<'static> {
         let (volume, _) = match self.authorise(get) {
             Ok(v) => v,
             Err(refusal) => return *refusal,
@@ -171,7 +199,7 @@ impl Service {
         )
     }
 
-    pub(crate) fn refuse(&self, kind: &'static str, status: Status, message: String) -> Answer {
+    pub(crate) fn refuse(&self, kind: &'static str, status: Status, message: String) -> Answer<'static> {
         self.metrics.error(kind);
         tracing::debug!(node = %self.id, kind, %message, "refused");
         Answer::other(ResponseHead::error(status, message), Bytes::new())
@@ -179,7 +207,7 @@ impl Service {
 
     /// The volume a request may read, or the refusal to send: unknown volume, wrong token, or
     /// another page size.
-    fn authorise(&self, get: &GetView<'_>) -> Result<(&Volume, &VolumeState), Box<Answer>> {
+    fn authorise(&self, get: &GetView<'_>) -> Result<(&Volume, &VolumeState), Box<Answer<'static>>> {
         let Some((volume, state)) = self.volumes.get_key_value(get.volume) else {
             let msg = format!("node {} serves no volume {}", self.id, get.volume);
             return Err(Box::new(self.refuse("unknown_volume", Status::UnknownVolume, msg)));
@@ -195,21 +223,35 @@ impl Service {
         Ok((volume, state))
     }
 
-    fn busy(&self) -> Answer {
+    fn busy(&self) -> Answer<'static> {
         let msg = format!("node {} is at its limit of requests in flight", self.id);
         self.refuse("busy", Status::Busy, msg)
     }
 
-    async fn get(&self, get: &GetView<'_>) -> Answer {
-        let (volume, state) = match self.authorise(get) {
+    async fn get<'a>(&'a self, get: GetView<'a>) -> Answer<'a> {
+        let (volume, state) = match self.authorise(&get) {
             Ok(v) => v,
             Err(refusal) => return *refusal,
         };
-        let Ok(_permit) = self.inflight.try_acquire() else { return self.busy() };
+        let Ok(permit) = self.inflight.try_acquire() else { return self.busy() };
         self.metrics.inflight.inc();
         let began = Instant::now();
-        let found = self.lookup(volume, state, get).await;
+        // A memory hit is answered here, allocating nothing; anything else may stream a fill.
+        let Some(entry) = self.store.memory_get(volume.as_str(), get.key, get.page) else {
+            return self.get_streaming(get, volume, state, permit, began).await;
+        };
         self.metrics.inflight.dec();
+        self.answer_found(&get, volume, Ok((Found::Cached(entry), Tier::Memory)), began)
+    }
+
+    /// The answer for what a lookup found (or why it found nothing), with its metrics counted.
+    pub(crate) fn answer_found(
+        &self,
+        get: &GetView<'_>,
+        volume: &Volume,
+        found: Result<(Found, Tier), Failure>,
+        began: Instant,
+    ) -> Answer<'static> {
         match found {
             Ok((found, tier)) => {
                 let name = VolumeName(volume.clone());
@@ -236,7 +278,7 @@ impl Service {
     }
 
     /// Fills, checks or evicts one whole page for `cachectl warmup`.
-    async fn warm(&self, get: &GetView<'_>, mode: WarmMode) -> Answer {
+    async fn warm(&self, get: &GetView<'_>, mode: WarmMode) -> Answer<'static> {
         let (volume, state) = match self.authorise(get) {
             Ok(v) => v,
             Err(refusal) => return *refusal,
@@ -255,7 +297,7 @@ impl Service {
             }
             WarmMode::Fill => {
                 let Ok(_permit) = self.inflight.try_acquire() else { return self.busy() };
-                match self.lookup(volume, state, get).await {
+                match self.lookup(volume, state, get, None).await {
                     Ok((found, Tier::Origin)) => (WarmOutcome::Filled, Some(found.page().object_size)),
                     Ok((found, _)) => (WarmOutcome::Present, Some(found.page().object_size)),
                     Err(Failure::OutOfRange { size }) => {
@@ -318,7 +360,7 @@ impl Service {
     }
 }
 
-fn json_answer(value: &impl serde::Serialize) -> Answer {
+fn json_answer(value: &impl serde::Serialize) -> Answer<'static> {
     let json = serde_json::to_vec(value).unwrap_or_default();
     Answer::other(ResponseHead::Status { len: json.len() as u32 }, Bytes::from(json))
 }
@@ -326,12 +368,12 @@ fn json_answer(value: &impl serde::Serialize) -> Answer {
 impl Service {
     /// The asked-for part of a page, with its head encoded on the stack. The digest of a whole
     /// page is the one computed at fill time; a part's is computed over the bytes sent.
-    fn slice(&self, get: &GetView<'_>, page: &Page, tier: Tier) -> Answer {
+    fn slice(&self, get: &GetView<'_>, page: &Page, tier: Tier) -> Answer<'static> {
         slice(get, page, tier, self.membership.epoch())
     }
 }
 
-fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer {
+fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer<'static> {
     let have = page.bytes.len();
     let start = (get.start as usize).min(have);
     let end = (start + get.len as usize).min(have);
@@ -341,7 +383,6 @@ fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer {
     } else {
         page_digest(get.volume, get.key, get.page, get.start, &bytes)
     };
-    let mut buf = [0u8; MAX_PAGE_HEAD_FRAME];
     let head = PageHeadRef {
         object_size: page.object_size,
         digest,
@@ -350,6 +391,5 @@ fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer {
         tier,
         etag: page.etag.as_deref(),
     };
-    let len = encode_page_head(&mut buf, &head);
-    Answer { head: Head { inline: buf, len, spilled: Vec::new() }, payload: bytes }
+    Answer::page(|buf| encode_page_head(buf, &head), bytes, None)
 }

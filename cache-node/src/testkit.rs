@@ -446,15 +446,32 @@ impl futures::Stream for FaultyBody {
 /// Fault injection for the checker's own test: when the service's `fault_corrupt_answers` is
 /// set, flips one byte in the middle of a page answer and keeps its digest, as a node with bad
 /// memory would. A fake by necessity: a real node cannot be made to do this on demand.
-pub fn corrupt_if_asked(
+pub fn corrupt_if_asked<'a>(
     service: &crate::service::Service,
-    mut answer: crate::service::Answer,
-) -> crate::service::Answer {
-    if service.fault_corrupt_answers.load(std::sync::atomic::Ordering::Relaxed) && !answer.payload.is_empty() {
-        let mut bytes = answer.payload.to_vec();
+    mut answer: crate::service::Answer<'a>,
+) -> crate::service::Answer<'a> {
+    if !service.fault_corrupt_answers.load(std::sync::atomic::Ordering::Relaxed) {
+        return answer;
+    }
+    let flip = |bytes: &bytes::Bytes| {
+        let mut bytes = bytes.to_vec();
         let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x01;
-        answer.payload = bytes::Bytes::from(bytes);
+        if let Some(b) = bytes.get_mut(mid) {
+            *b ^= 0x01;
+        }
+        bytes::Bytes::from(bytes)
+    };
+    if !answer.payload.is_empty() {
+        answer.payload = flip(&answer.payload);
+    }
+    // A streamed miss: nothing forwarded early (the events' sender is gone), the piece flipped.
+    if let Some(streamed) = answer.streamed.take() {
+        let rest = streamed.rest;
+        answer.streamed = Some(crate::streamed::Streamed {
+            events: tokio::sync::mpsc::unbounded_channel().1,
+            window: streamed.window,
+            rest: Box::pin(async move { rest.await.map(|(piece, digest)| (flip(&piece), digest)) }),
+        });
     }
     answer
 }

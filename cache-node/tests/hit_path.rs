@@ -142,7 +142,7 @@ fn a_memory_hit_allocates_nothing() {
                 if start == 0 {
                     assert_eq!(head.tier, expect);
                 }
-                assert_eq!(answer.payload.len(), len as usize);
+                assert_eq!(answer.into_payload().await.expect("filled").len(), len as usize);
             }
             let before = allocations();
             for _ in 0..100 {
@@ -168,7 +168,7 @@ fn pages_past_the_end_are_answered_from_the_cached_size() {
         let service = node.service().clone();
         let request = |page| frame(page, 0, 4 << 20);
         let (prefix, body) = request(0);
-        respond(&service, &prefix, &body, None).await;
+        respond(&service, &prefix, &body, None).await.into_payload().await.expect("filled");
         let gets = s3.get_count();
         for page in [1, 2, 1000] {
             let (prefix, body) = request(page);

@@ -308,7 +308,10 @@ async fn get_page(service: Arc<Service>, k: String) -> Result<(Bytes, Tier), Sta
     let prefix: [u8; REQUEST_PREFIX_LEN] = bytes[..REQUEST_PREFIX_LEN].try_into().expect("prefix");
     let answer = respond(&service, &prefix, &bytes[REQUEST_PREFIX_LEN..], None).await;
     match ResponseHead::decode(RequestKind::Get, answer.head()).expect("decodes").expect("whole head").0 {
-        ResponseHead::Page(head) => Ok((answer.payload, head.tier)),
+        // A miss this request fills is streamed: its bytes are there once the fill ends.
+        ResponseHead::Page(head) => {
+            answer.into_payload().await.map(|bytes| (bytes, head.tier)).ok_or(Status::OriginFailed)
+        }
         ResponseHead::Error(e) => Err(e.status),
         other => panic!("unexpected answer {other:?}"),
     }

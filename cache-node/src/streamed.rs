@@ -1,0 +1,155 @@
+//! A miss answered while it is filled: when this request leads a fill from the origin, the node
+//! sends the page head as soon as the origin's head is in, forwards the body chunks as they
+//! arrive, and ends with the digest of the whole piece (wire `Status::Streamed`). Without it a
+//! miss costs the origin read and then the whole transfer to the client; with it the transfer
+//! rides along with the origin read.
+//!
+//! ```text
+//!  Service::get_streaming ─► lookup(tap) ─┬─ hit, waiter, handoff, failure: a plain answer
+//!                                         └─ the origin's head on the tap: Answer { streamed }
+//!  server::write_streamed ◄─ chunks from the tap ... then `rest`: the filled piece and its digest
+//! ```
+//!
+//! The bytes that count are the filled page's, not the tap's: the server sends whatever part of
+//! the piece the chunks did not cover from the filled page, and the digest over the filled
+//! piece. Forwarded chunks that differ from it (a second origin answered after the first failed)
+//! fail the client's digest check, and the client reads elsewhere. A fill that fails resets the
+//! stream with `RESET_ORIGIN_FAILED`, which the client takes as an `OriginFailed` answer.
+
+use std::{fmt, ops::Range, time::Instant};
+
+use bytes::Bytes;
+use cache_client::{
+    digest::page_digest,
+    key::Volume,
+    origin::OriginEvent,
+    wire::{GetView, PageHeadRef, Tier, encode_streamed_page_head},
+};
+use futures::future::BoxFuture;
+use tokio::sync::{SemaphorePermit, mpsc};
+
+use crate::{
+    metrics::{TierLabel, VolumeLabel, VolumeName, VolumeTier},
+    service::{Answer, Service, VolumeState},
+};
+
+/// The part of an [`Answer`] still to come from the origin.
+pub struct Streamed<'a> {
+    /// The origin read as it goes: its head, then body chunks from the page's first byte.
+    pub events: mpsc::UnboundedReceiver<OriginEvent>,
+    /// The bytes of the page this answer carries (the request's piece).
+    pub window: Range<usize>,
+    /// The rest of the request: the filled piece and its digest, or `None` if the fill failed
+    /// or filled a piece of another length than the head announced.
+    pub rest: BoxFuture<'a, Option<(Bytes, u64)>>,
+}
+
+impl fmt::Debug for Streamed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streamed").field("window", &self.window).finish_non_exhaustive()
+    }
+}
+
+/// The part of `chunk` (page bytes `at..at + chunk.len()`) that a piece of the page (`window`)
+/// still needs once `sent` of its bytes are out. Chunks arrive in order.
+pub fn wanted(window: &Range<usize>, chunk: &Bytes, at: usize, sent: usize) -> Option<Bytes> {
+    let from = at.max(window.start + sent);
+    let to = (at + chunk.len()).min(window.end);
+    (from < to).then(|| chunk.slice(from - at..to - at))
+}
+
+impl Service {
+    /// A `Get` that is not a memory hit: looks the page up with a tap on the origin, and if the
+    /// origin's head comes in first (this request leads the fill), answers with the head at once
+    /// and the bytes as they come.
+    pub(crate) async fn get_streaming<'a>(
+        &'a self,
+        get: GetView<'a>,
+        volume: &'a Volume,
+        state: &'a VolumeState,
+        permit: SemaphorePermit<'a>,
+        began: Instant,
+    ) -> Answer<'a> {
+        let (tap, mut events) = mpsc::unbounded_channel();
+        let mut lookup = Box::pin(async move {
+            let found = self.lookup(volume, state, &get, Some(&tap)).await;
+            self.metrics.inflight.dec();
+            drop(permit);
+            found
+        });
+        let (object_size, etag) = loop {
+            tokio::select! {
+                found = &mut lookup => return self.answer_found(&get, volume, found, began),
+                event = events.recv() => match event {
+                    Some(OriginEvent::Head { object_size, etag }) => break (object_size, etag),
+                    Some(OriginEvent::Chunk(_)) => {}
+                    None => {
+                        let found = lookup.await;
+                        return self.answer_found(&get, volume, found, began);
+                    }
+                },
+            }
+        };
+        let page_start = get.page.saturating_mul(u64::from(get.page_size));
+        let page_len = object_size.saturating_sub(page_start).min(u64::from(get.page_size)) as usize;
+        let start = (get.start as usize).min(page_len);
+        let window = start..(start + get.len as usize).min(page_len);
+        if window.is_empty() {
+            let found = lookup.await;
+            return self.answer_found(&get, volume, found, began);
+        }
+        let head = PageHeadRef {
+            object_size,
+            digest: 0,
+            len: window.len() as u32,
+            epoch: self.membership.epoch(),
+            tier: Tier::Origin,
+            etag: etag.as_deref(),
+        };
+        let piece = window.clone();
+        let rest = Box::pin(async move {
+            let Ok((found, tier)) = lookup.await else {
+                self.metrics.error("origin");
+                return None;
+            };
+            let page = found.page();
+            if page.bytes.len() < piece.end || page.object_size != object_size {
+                return None;
+            }
+            let bytes = page.bytes.slice(piece);
+            let name = VolumeName(volume.clone());
+            if tier == Tier::Origin {
+                self.metrics.misses.get_or_create(&VolumeLabel { volume: name.clone() }).inc();
+            } else {
+                self.metrics.hits.get_or_create(&VolumeTier { volume: name.clone(), tier: tier.as_str() }).inc();
+            }
+            let served = VolumeTier { volume: name, tier: tier.as_str() };
+            self.metrics.bytes_served.get_or_create(&served).inc_by(bytes.len() as u64);
+            let label = TierLabel { tier: tier.as_str() };
+            self.metrics.request_seconds.get_or_create(&label).observe(began.elapsed().as_secs_f64());
+            let digest = page_digest(get.volume, get.key, get.page, get.start, &bytes);
+            Some((bytes, digest))
+        });
+        Answer::page(|buf| encode_streamed_page_head(buf, &head), Bytes::new(), Some(Streamed { events, window, rest }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wanted_cuts_chunks_to_the_piece_and_skips_what_was_sent() {
+        let w = 10..30;
+        let chunk = Bytes::from((0u8..16).collect::<Vec<_>>());
+        // Page bytes 0..16: the piece starts at 10.
+        assert_eq!(wanted(&w, &chunk, 0, 0).as_deref(), Some(&[10u8, 11, 12, 13, 14, 15][..]));
+        // Page bytes 16..32, after 6 sent: 16..30.
+        assert_eq!(wanted(&w, &chunk, 16, 6).map(|b| b.len()), Some(14));
+        // Entirely before the piece, or all of it already sent.
+        assert_eq!(wanted(&w, &chunk.slice(..8), 0, 0), None);
+        assert_eq!(wanted(&w, &chunk, 16, 20), None);
+        // Past the piece's end.
+        assert_eq!(wanted(&w, &chunk, 32, 20), None);
+    }
+}

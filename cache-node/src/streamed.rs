@@ -58,6 +58,18 @@ pub fn wanted(window: &Range<usize>, chunk: &Bytes, at: usize, sent: usize) -> O
     (from < to).then(|| chunk.slice(from - at..to - at))
 }
 
+/// A request's place in the node's in-flight limit and gauge, given back when dropped.
+struct InFlight<'a> {
+    gauge: &'a prometheus_client::metrics::gauge::Gauge,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
 impl Service {
     /// A `Get` that is not a memory hit: looks the page up with a tap on the origin, and if the
     /// origin's head comes in first (this request leads the fill), answers with the head at once
@@ -71,10 +83,12 @@ impl Service {
         began: Instant,
     ) -> Answer<'a> {
         let (tap, mut events) = mpsc::unbounded_channel();
+        // The request counts as in flight until its lookup ends, or is dropped (a streamed
+        // answer cut short by the response deadline).
+        let in_flight = InFlight { gauge: &self.metrics.inflight, _permit: permit };
         let mut lookup = Box::pin(async move {
             let found = self.lookup(volume, state, &get, Some(&tap)).await;
-            self.metrics.inflight.dec();
-            drop(permit);
+            drop(in_flight);
             found
         });
         let (object_size, etag) = loop {

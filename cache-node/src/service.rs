@@ -25,7 +25,8 @@ use cache_client::{
         Status, Tier, WarmMode, WarmOutcome, encode_page_head,
     },
 };
-use tokio::sync::Semaphore;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::{
     lookup::{Failure, Found},
@@ -121,6 +122,26 @@ impl Answer<'_> {
 
     pub fn head(&self) -> &[u8] {
         if self.head.spilled.is_empty() { &self.head.inline[..self.head.len] } else { &self.head.spilled }
+    }
+}
+
+/// A request's place in the node's in-flight limit and gauge, given back when dropped (also when
+/// a streamed answer is cut short by the response deadline).
+pub(crate) struct InFlight<'a> {
+    gauge: &'a Gauge,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a Gauge, permit: SemaphorePermit<'a>) -> Self {
+        gauge.inc();
+        Self { gauge, _permit: permit }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 
@@ -234,14 +255,28 @@ impl Service {
             Err(refusal) => return *refusal,
         };
         let Ok(permit) = self.inflight.try_acquire() else { return self.busy() };
-        self.metrics.inflight.inc();
+        let in_flight = InFlight::new(&self.metrics.inflight, permit);
         let began = Instant::now();
         // A memory hit is answered here, allocating nothing; anything else may stream a fill.
         let Some(entry) = self.store.memory_get(volume.as_str(), get.key, get.page) else {
-            return self.get_streaming(get, volume, state, permit, began).await;
+            return self.get_streaming(get, volume, state, in_flight, began).await;
         };
-        self.metrics.inflight.dec();
+        drop(in_flight);
         self.answer_found(&get, volume, Ok((Found::Cached(entry), Tier::Memory)), began)
+    }
+
+    /// Counts a page answer of `bytes` from `tier`: a hit or a miss, the bytes, the time taken.
+    pub(crate) fn count_served(&self, volume: &Volume, tier: Tier, bytes: usize, began: Instant) {
+        let name = VolumeName(volume.clone());
+        if tier == Tier::Origin {
+            self.metrics.misses.get_or_create(&VolumeLabel { volume: name.clone() }).inc();
+        } else {
+            self.metrics.hits.get_or_create(&VolumeTier { volume: name.clone(), tier: tier.as_str() }).inc();
+        }
+        let served = VolumeTier { volume: name, tier: tier.as_str() };
+        self.metrics.bytes_served.get_or_create(&served).inc_by(bytes as u64);
+        let label = TierLabel { tier: tier.as_str() };
+        self.metrics.request_seconds.get_or_create(&label).observe(began.elapsed().as_secs_f64());
     }
 
     /// The answer for what a lookup found (or why it found nothing), with its metrics counted.
@@ -254,17 +289,8 @@ impl Service {
     ) -> Answer<'static> {
         match found {
             Ok((found, tier)) => {
-                let name = VolumeName(volume.clone());
-                if tier == Tier::Origin {
-                    self.metrics.misses.get_or_create(&VolumeLabel { volume: name.clone() }).inc();
-                } else {
-                    self.metrics.hits.get_or_create(&VolumeTier { volume: name.clone(), tier: tier.as_str() }).inc();
-                }
                 let answer = self.slice(get, found.page(), tier);
-                let served = VolumeTier { volume: name, tier: tier.as_str() };
-                self.metrics.bytes_served.get_or_create(&served).inc_by(answer.payload.len() as u64);
-                let label = TierLabel { tier: tier.as_str() };
-                self.metrics.request_seconds.get_or_create(&label).observe(began.elapsed().as_secs_f64());
+                self.count_served(volume, tier, answer.payload.len(), began);
                 answer
             }
             Err(Failure::OutOfRange { size }) => {
@@ -373,7 +399,9 @@ impl Service {
     }
 }
 
-fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer<'static> {
+/// The asked-for part of a page and its digest: the one computed at fill time for a whole page,
+/// else one computed over the part.
+pub(crate) fn piece(get: &GetView<'_>, page: &Page) -> (Bytes, u64) {
     let have = page.bytes.len();
     let start = (get.start as usize).min(have);
     let end = (start + get.len as usize).min(have);
@@ -383,6 +411,11 @@ fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer<'stat
     } else {
         page_digest(get.volume, get.key, get.page, get.start, &bytes)
     };
+    (bytes, digest)
+}
+
+fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer<'static> {
+    let (bytes, digest) = piece(get, page);
     let head = PageHeadRef {
         object_size: page.object_size,
         digest,

@@ -20,18 +20,14 @@ use std::{fmt, ops::Range, time::Instant};
 
 use bytes::Bytes;
 use cache_client::{
-    digest::page_digest,
     key::Volume,
     origin::OriginEvent,
     wire::{GetView, PageHeadRef, Tier, encode_streamed_page_head},
 };
 use futures::future::BoxFuture;
-use tokio::sync::{SemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 
-use crate::{
-    metrics::{TierLabel, VolumeLabel, VolumeName, VolumeTier},
-    service::{Answer, Service, VolumeState},
-};
+use crate::service::{Answer, InFlight, Service, VolumeState, piece};
 
 /// The part of an [`Answer`] still to come from the origin.
 pub struct Streamed<'a> {
@@ -58,18 +54,6 @@ pub fn wanted(window: &Range<usize>, chunk: &Bytes, at: usize, sent: usize) -> O
     (from < to).then(|| chunk.slice(from - at..to - at))
 }
 
-/// A request's place in the node's in-flight limit and gauge, given back when dropped.
-struct InFlight<'a> {
-    gauge: &'a prometheus_client::metrics::gauge::Gauge,
-    _permit: SemaphorePermit<'a>,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
-
 impl Service {
     /// A `Get` that is not a memory hit: looks the page up with a tap on the origin, and if the
     /// origin's head comes in first (this request leads the fill), answers with the head at once
@@ -79,13 +63,11 @@ impl Service {
         get: GetView<'a>,
         volume: &'a Volume,
         state: &'a VolumeState,
-        permit: SemaphorePermit<'a>,
+        in_flight: InFlight<'a>,
         began: Instant,
     ) -> Answer<'a> {
         let (tap, mut events) = mpsc::unbounded_channel();
-        // The request counts as in flight until its lookup ends, or is dropped (a streamed
-        // answer cut short by the response deadline).
-        let in_flight = InFlight { gauge: &self.metrics.inflight, _permit: permit };
+        // The request counts as in flight until its lookup ends (or is dropped).
         let mut lookup = Box::pin(async move {
             let found = self.lookup(volume, state, &get, Some(&tap)).await;
             drop(in_flight);
@@ -120,28 +102,19 @@ impl Service {
             tier: Tier::Origin,
             etag: etag.as_deref(),
         };
-        let piece = window.clone();
         let rest = Box::pin(async move {
             let Ok((found, tier)) = lookup.await else {
                 self.metrics.error("origin");
                 return None;
             };
             let page = found.page();
-            if page.bytes.len() < piece.end || page.object_size != object_size {
+            // Another object than the head announced (changed between origins): the server
+            // resets the stream, as it does for a piece of another length.
+            if page.object_size != object_size {
                 return None;
             }
-            let bytes = page.bytes.slice(piece);
-            let name = VolumeName(volume.clone());
-            if tier == Tier::Origin {
-                self.metrics.misses.get_or_create(&VolumeLabel { volume: name.clone() }).inc();
-            } else {
-                self.metrics.hits.get_or_create(&VolumeTier { volume: name.clone(), tier: tier.as_str() }).inc();
-            }
-            let served = VolumeTier { volume: name, tier: tier.as_str() };
-            self.metrics.bytes_served.get_or_create(&served).inc_by(bytes.len() as u64);
-            let label = TierLabel { tier: tier.as_str() };
-            self.metrics.request_seconds.get_or_create(&label).observe(began.elapsed().as_secs_f64());
-            let digest = page_digest(get.volume, get.key, get.page, get.start, &bytes);
+            let (bytes, digest) = piece(&get, page);
+            self.count_served(volume, tier, bytes.len(), began);
             Some((bytes, digest))
         });
         Answer::page(|buf| encode_streamed_page_head(buf, &head), Bytes::new(), Some(Streamed { events, window, rest }))

@@ -115,7 +115,8 @@ async fn a_miss_reaches_the_client_while_the_origin_still_sends_it() {
 async fn streamed_pieces_are_the_origins_bytes() {
     let cluster = Cluster::start(&["a"]).await;
     let client = cluster.client_without_hedging();
-    // Small chunks, slowly: every piece is streamed, and cut from several chunks.
+    // Small chunks, slowly (a fill takes seconds): each piece is cut from several forwarded
+    // chunks, and a wrong cut would fail the client's digest check and show as a fallback.
     cluster.s3.fail_always(Fault::Drip { chunk: 16 << 10, every: Duration::from_millis(2) });
     // (object size, offset, length): a middle range, a range across the end of a short last
     // page, a whole short object, one byte.

@@ -43,7 +43,7 @@ wait_for() {
 command -v fio >/dev/null || { apt-get update -qq && apt-get install -y -qq fio >/dev/null; }
 
 step "build (release)"
-cargo build --release --quiet -p cache-node --features testkit --bins
+cargo build --release -p cache-node -p cachectl -p cache-testkit --bins
 cargo build --release --quiet -p cache-client --bins
 cargo build --release --quiet -p bench --bins
 

@@ -11,8 +11,7 @@ cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "--clean" ]]; then rm -rf .local; fi
 
 echo "building (release)..."
-cargo build --release --quiet -p cache-node --features testkit --bins
-cargo build --release --quiet -p cache-client --bins
+cargo build --release -p cache-node -p cachectl -p cache-testkit --bins
 bin=target/release
 mkdir -p .local/logs
 

@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use bench::{PAGE, block_key, content, volume};
-use cache_client::{
+use cache_proto::{
     digest::page_digest,
     wire::{Get, PageHead, Request, RequestKind, ResponseHead, Tier},
 };

@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use bench::{BareConfig, BarePair, Loopback, PAGE, content, in_flight, runtime};
-use cache_client::{stats::Source, wire::Tier};
+use cache_client::stats::Source;
+use cache_proto::wire::Tier;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Objects (of one page each) the cache path cycles through: 32 MiB, all in memory.

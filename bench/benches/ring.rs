@@ -6,7 +6,7 @@
 use std::{hint::black_box, net::SocketAddr};
 
 use bench::{PAGE, block_key, volume};
-use cache_client::{
+use cache_proto::{
     key::{NodeId, ObjectKey},
     ring::{Member, Ring, page_point},
 };

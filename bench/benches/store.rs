@@ -11,8 +11,8 @@
 use std::{hint::black_box, time::Duration};
 
 use bench::{PAGE, block_key, content, open_store, runtime, volume};
-use cache_client::{digest::page_digest, wire::Tier};
 use cache_node::store::{Page, PageKey, PageStore};
+use cache_proto::{digest::page_digest, wire::Tier};
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
 use tokio::runtime::Runtime;
 

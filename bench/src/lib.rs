@@ -25,10 +25,11 @@ use bytes::Bytes;
 use cache_client::{
     Client,
     config::{ClientConfig, OriginConfig, TlsConfig, parse_toml},
-    key::{ObjectKey, Volume},
     tls,
 };
-use cache_node::{RunningNode, config::NodeConfig, metrics::NodeMetrics, store::PageStore, testkit::S3Origin};
+use cache_node::{RunningNode, config::NodeConfig, metrics::NodeMetrics, store::PageStore};
+use cache_proto::key::{ObjectKey, Volume};
+use cache_testkit::S3Origin;
 use tempfile::TempDir;
 
 pub mod check;
@@ -46,11 +47,11 @@ pub const PAGE: u64 = 4 << 20;
 /// The node's id, and the server name clients connect to.
 pub const NODE_ID: &str = "a";
 
-pub use cache_node::testkit::content;
+pub use cache_testkit::content;
 
 /// A JuiceFS-shaped block key: `<fs>/chunks/<id/1000/1000>/<id/1000>/<id>_<index>_<size>`.
 pub fn block_key(slice: u64, index: u64, size: u64) -> ObjectKey {
-    ObjectKey::new(&cache_node::testkit::block_key(slice, index, size)).expect("block keys are valid object keys")
+    ObjectKey::new(&cache_testkit::block_key(slice, index, size)).expect("block keys are valid object keys")
 }
 
 /// The bench volume's name.
@@ -60,7 +61,7 @@ pub fn volume() -> Volume {
 
 /// Writes a CA, one certificate per node id and one for `client` into `dir`, and returns `dir`.
 pub fn certs(dir: &Path, nodes: &[&str]) -> anyhow::Result<PathBuf> {
-    cache_client::certs::generate(dir, nodes, &["client"], 30).context("generate certificates")?;
+    cachectl::certs::generate(dir, nodes, &["client"], 30).context("generate certificates")?;
     Ok(dir.to_owned())
 }
 

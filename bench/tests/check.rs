@@ -17,7 +17,8 @@ use bench::{
     node_config, volume,
 };
 use cache_client::Client;
-use cache_node::{RunningNode, testkit::S3Origin};
+use cache_node::{Hooks, RunningNode};
+use cache_testkit::S3Origin;
 use tempfile::TempDir;
 
 const OBJECTS: u64 = 6;
@@ -36,14 +37,19 @@ struct Cluster {
 impl Cluster {
     /// The origin with objects `0..OBJECTS` under `bench`, one node, a client.
     async fn start() -> anyhow::Result<Self> {
+        Self::start_with(Hooks::default()).await
+    }
+
+    /// [`Self::start`] with `hooks` installed in the node.
+    async fn start_with(hooks: Hooks) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let certs = certs(&dir.path().join("certs"), &[NODE_ID])?;
         let s3 = S3Origin::start(&dir.path().join("origin"), AK, SK).await?;
         std::fs::create_dir_all(s3.root().join(BUCKET))?; // the bucket; populate PUTs into it
         let origin = s3.origin_config(BUCKET, VOLUME);
         assert_eq!(populate(&origin, "bench", OBJECTS, SIZE, 4).await?.written, OBJECTS);
-        let node = RunningNode::start(node_config(&dir.path().join("node"), &certs, "64MiB", "512MiB", Some(&origin))?)
-            .await?;
+        let config = node_config(&dir.path().join("node"), &certs, "64MiB", "512MiB", Some(&origin))?;
+        let node = RunningNode::start_with(config, hooks).await?;
         let config = client_config(&[(NODE_ID, node.quic_addr())], &certs, &origin)?;
         let client = Arc::new(Client::new(&config)?);
         Ok(Self { _dir: dir, s3, node, client, config })
@@ -165,9 +171,8 @@ fn judge_flags_one_flipped_byte_and_a_short_buffer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupting_node_is_caught_by_digests_and_without_them_by_the_checker() -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
-    // The node now flips a byte in every page it sends, keeping the digest.
-    cluster.node.service().fault_corrupt_answers.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The node flips a byte in every page it sends, keeping the digest.
+    let cluster = Cluster::start_with(Hooks { answer: Some(cache_testkit::faults::corrupt_answers()) }).await?;
     let (s, _) = cluster.check(&spec("bench", OBJECTS), std::future::pending()).await?;
     eprintln!("digests on:\n{}", s.table());
     assert!(s.failed(false).is_empty(), "the client refuses every corrupt answer: {:?}", s.failed(false));

@@ -17,7 +17,8 @@ use bench::{
     volume,
 };
 use cache_client::Client;
-use cache_node::{RunningNode, testkit::S3Origin};
+use cache_node::RunningNode;
+use cache_testkit::S3Origin;
 
 const OBJECTS: u64 = 8;
 const SIZE: u64 = 1 << 20;

@@ -16,16 +16,18 @@ use futures::future::try_join_all;
 
 use crate::{
     config::{ClientConfig, ClientSection},
-    digest::page_digest,
     hedge::HedgeBudget,
-    key::{ObjectKey, Volume},
     origin::{OriginChain, OriginError},
-    page::{Piece, pieces},
     pool::{ExchangeError, Pool},
-    ring::{Member, page_point},
     ring_source::RingSource,
     stats::{ClientStats, Source},
     tls::{self, TlsError},
+};
+use cache_proto::{
+    digest::page_digest,
+    key::{ObjectKey, Volume},
+    page::{Piece, pieces},
+    ring::{Member, page_point},
     wire::{Get, NodeStatus, Request, ResponseHead, Tier, WireError},
 };
 

@@ -12,18 +12,18 @@ use std::{
 
 use serde::{Deserialize, de::DeserializeOwned};
 
-use crate::{
+use std::sync::Arc;
+
+use cache_proto::{
     key::{NodeId, Volume},
+    limits::{DEFAULT_PAGE_SIZE as DEFAULT_PAGE_BYTES, MAX_PAGE_SIZE, MAX_WEIGHT, MIN_PAGE_SIZE},
+    members::RingView,
     units::{ByteSize, Span},
+    wire::{MemberInfo, MemberState},
 };
 
-/// Smallest and largest page size a volume may use (JuiceFS blocks are 64 KiB to 16 MiB).
-pub const MIN_PAGE_SIZE: u64 = 64 << 10;
-pub const MAX_PAGE_SIZE: u64 = 16 << 20;
 /// Default page size: one JuiceFS block.
-pub const DEFAULT_PAGE_SIZE: ByteSize = ByteSize::mib(4);
-/// Largest weight a member may have (weights are small relative numbers; 0 drains a node).
-pub const MAX_WEIGHT: u32 = 100;
+pub const DEFAULT_PAGE_SIZE: ByteSize = ByteSize(DEFAULT_PAGE_BYTES);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -66,6 +66,18 @@ pub struct ClusterConfig {
     /// Gossip: QUIC addresses of a few nodes to learn the cluster from (any that answers will do).
     #[serde(default)]
     pub seeds: Vec<SocketAddr>,
+}
+
+impl ClusterConfig {
+    /// The ring of the static member list (empty with gossip: the nodes tell it).
+    pub fn static_ring(&self) -> Arc<RingView> {
+        RingView::new(
+            self.members
+                .iter()
+                .map(|m| MemberInfo { id: m.id.clone(), addr: m.addr, weight: m.weight, state: MemberState::Serving })
+                .collect(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -347,10 +359,10 @@ pub fn validate_volumes(volumes: &[VolumeConfig]) -> Result<(), ConfigError> {
         if !names.insert(&v.name) {
             return Err(ConfigError::invalid(format!("volume[{i}].name"), format!("duplicate volume {}", v.name)));
         }
-        if v.token.len() < 8 || v.token.len() > crate::wire::MAX_TOKEN_LEN {
+        if v.token.len() < 8 || v.token.len() > cache_proto::wire::MAX_TOKEN_LEN {
             return Err(ConfigError::invalid(
                 format!("volume[{i}].token"),
-                format!("must be 8..={} bytes", crate::wire::MAX_TOKEN_LEN),
+                format!("must be 8..={} bytes", cache_proto::wire::MAX_TOKEN_LEN),
             ));
         }
         if v.origin.is_empty() {

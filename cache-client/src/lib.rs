@@ -1,37 +1,30 @@
 //! mirrorcache client library: everything a file-system mount links to read blocks through the
-//! cache cluster, plus the pure protocol and ring code the nodes share.
+//! cache cluster. The protocol it speaks (wire, ring, keys, digests, page maths) is the pure
+//! `cache-proto` crate; this crate adds the I/O: QUIC, the origin, TLS files.
 //!
 //! ```text
-//!  Client::read(volume, key, offset, len)
-//!     │ page.rs     split the range into pages
-//!     │ ring.rs     owner of each page: hash(volume, key, page) on weighted virtual nodes
-//!     │ pool.rs     pooled QUIC connection to the owner, one bidirectional stream per page
-//!     │ wire/       Get frame out; response header + raw bytes back (pure codec, no I/O)
-//!     │ digest.rs   verify the page digest, bound to its key, before a byte is returned
-//!     └ origin.rs   on any cache failure: next owner, then the object store itself
+//!  Client::read(volume, key, offset, len)        client.rs
+//!     │ cache_proto::page   split the range into pages
+//!     │ cache_proto::ring   owner of each page: hash(volume, key, page) on weighted virtual nodes
+//!     │ read_piece.rs       owner, next node, hedge, then the origin: one piece of the read
+//!     │ pool.rs             pooled QUIC connection to the owner, one bidirectional stream per page
+//!     │ cache_proto::digest verify the page digest, bound to its key, before a byte is returned
+//!     └ origin/             on any cache failure: the object store itself
 //! ```
 //!
-//! `wire`, `ring`, `members`, `page`, `digest`, `key`, `units` and `config` do no I/O.
+//! `config` and `hedge` do no I/O either; they live here because only processes that do I/O
+//! read config files.
 
-pub mod certs;
 pub mod client;
 pub mod config;
-pub mod digest;
-pub mod gateway;
 pub mod hedge;
-pub mod key;
-pub mod members;
 pub mod node_cert;
 pub mod origin;
-pub mod page;
 pub mod pool;
-pub mod ring;
 pub mod ring_source;
 pub mod stats;
 pub mod tls;
 pub mod tls_reload;
-pub mod units;
 pub mod warm;
-pub mod wire;
 
 pub use client::{Client, ClientError, ObjectRead, PageTrace, ReadError};

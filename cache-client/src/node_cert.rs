@@ -22,10 +22,8 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::{
-    key::NodeId,
-    tls::{ALPN, TlsError, TlsFiles, provider},
-};
+use crate::tls::{ALPN, TlsError, TlsFiles, provider};
+use cache_proto::key::NodeId;
 
 /// The first DNS name of a certificate that is a valid node id.
 fn cert_node_id(cert: &CertificateDer<'_>) -> Option<NodeId> {

@@ -58,7 +58,8 @@ use object_store::{
 };
 use url::Url;
 
-use crate::{config::OriginConfig, key::ObjectKey};
+use crate::config::OriginConfig;
+use cache_proto::key::ObjectKey;
 
 /// Region used when an S3 origin does not name one.
 pub const DEFAULT_REGION: &str = "us-east-1";

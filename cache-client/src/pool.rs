@@ -16,7 +16,7 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
-use crate::{
+use cache_proto::{
     key::NodeId,
     ring::Member,
     wire::{

@@ -19,6 +19,8 @@ use tokio::sync::Mutex;
 use crate::{
     Client,
     config::{ClusterConfig, Membership},
+};
+use cache_proto::{
     members::RingView,
     ring::Member,
     wire::{MembersAnswer, Request, ResponseHead},
@@ -26,11 +28,6 @@ use crate::{
 
 /// Least time between two refreshes of a client's ring.
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
-/// Most members a `Members` answer may list.
-pub const MAX_MEMBERS: usize = 4096;
-/// Most total weight a `Members` answer may carry: the ring holds 1024 points (16 bytes each)
-/// per unit, so this bounds a ring built from one answer to 64 MiB.
-pub const MAX_TOTAL_WEIGHT: u64 = 4096;
 
 #[derive(Debug)]
 pub(crate) struct RingSource {
@@ -46,7 +43,7 @@ pub(crate) struct RingSource {
 impl RingSource {
     pub(crate) fn new(cluster: &ClusterConfig, seed_config: quinn::ClientConfig) -> Self {
         let view = match cluster.membership {
-            Membership::Static => RingView::from_config(cluster),
+            Membership::Static => cluster.static_ring(),
             Membership::Gossip => RingView::new(Vec::new()),
         };
         Self {
@@ -69,19 +66,7 @@ fn parse_members(head: ResponseHead, payload: &[u8]) -> Result<Arc<RingView>, St
         ResponseHead::Status { .. } => {
             let answer: MembersAnswer =
                 serde_json::from_slice(payload).map_err(|e| format!("bad members JSON: {e}"))?;
-            if answer.members.len() > MAX_MEMBERS {
-                return Err(format!("{} members, more than {MAX_MEMBERS}", answer.members.len()));
-            }
-            let total: u64 = answer.members.iter().map(|m| u64::from(m.weight.min(crate::config::MAX_WEIGHT))).sum();
-            if total > MAX_TOTAL_WEIGHT {
-                return Err(format!("members weigh {total} in all, more than {MAX_TOTAL_WEIGHT}"));
-            }
-            let mut ids: Vec<_> = answer.members.iter().map(|m| &m.id).collect();
-            ids.sort();
-            if ids.windows(2).any(|w| w[0] == w[1]) {
-                return Err("a members answer lists an id twice".into());
-            }
-            Ok(RingView::new(answer.members))
+            RingView::from_answer(answer).map_err(|e| e.to_string())
         }
         ResponseHead::Error(e) => Err(format!("refused ({}): {}", e.status.as_str(), e.message)),
         other => Err(format!("not a members answer: {other:?}")),
@@ -172,42 +157,5 @@ impl Client {
         if let Err(e) = result {
             tracing::debug!(error = %e, "ring refresh failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{
-        key::NodeId,
-        wire::{MemberInfo, MemberState},
-    };
-
-    fn answer(members: Vec<(&str, u32)>) -> (ResponseHead, Vec<u8>) {
-        let members = members
-            .into_iter()
-            .enumerate()
-            .map(|(i, (id, weight))| MemberInfo {
-                id: NodeId::new(id).expect("id"),
-                addr: ([127, 0, 0, 1], 7000 + i as u16).into(),
-                weight,
-                state: MemberState::Serving,
-            })
-            .collect();
-        let json = serde_json::to_vec(&MembersAnswer { epoch: 0, members }).expect("json");
-        (ResponseHead::Status { len: json.len() as u32 }, json)
-    }
-
-    #[test]
-    fn members_answers_are_checked_before_a_ring_is_built() {
-        let (head, json) = answer(vec![("a", 1), ("b", 2)]);
-        let view = parse_members(head, &json).expect("good answer");
-        assert_eq!(view.members.len(), 2);
-        let (head, json) = answer(vec![("a", 1), ("a", 2)]);
-        assert!(parse_members(head, &json).expect_err("duplicate").contains("twice"));
-        let heavy: Vec<(String, u32)> = (0..50).map(|i| (format!("n{i}"), 100)).collect();
-        let (head, json) = answer(heavy.iter().map(|(id, w)| (id.as_str(), *w)).collect());
-        assert!(parse_members(head, &json).expect_err("too heavy").contains("weigh"));
-        assert!(parse_members(ResponseHead::Status { len: 3 }, b"{]}").is_err());
     }
 }

@@ -6,7 +6,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use crate::wire::Tier;
+use cache_proto::wire::Tier;
 
 /// Where a page came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -227,7 +227,7 @@ mod tests {
 
     fn cluster() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
-        crate::certs::generate(dir.path(), &["a", "b"], &["mount"], 1).expect("certs");
+        cachectl::certs::generate(dir.path(), &["a", "b"], &["mount"], 1).expect("certs");
         dir
     }
 
@@ -355,7 +355,7 @@ mod tests {
         let day = std::time::Duration::from_secs(86_400);
         let now = std::time::SystemTime::now();
         let (nodes, clients): (&[&str], &[&str]) = if node { (&[name], &[]) } else { (&[], &[name]) };
-        crate::certs::issue(dir, nodes, clients, now - 10 * day, now - day).expect("issue expired");
+        cachectl::certs::issue(dir, nodes, clients, now - 10 * day, now - day).expect("issue expired");
     }
 
     #[tokio::test]

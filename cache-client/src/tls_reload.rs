@@ -121,7 +121,7 @@ mod tests {
     #[tokio::test]
     async fn a_renewed_certificate_serves_new_handshakes_and_open_connections_go_on() {
         let dir = tempfile::tempdir().expect("tempdir");
-        crate::certs::generate(dir.path(), &["a"], &["mount"], 1).expect("certs");
+        cachectl::certs::generate(dir.path(), &["a"], &["mount"], 1).expect("certs");
         let (config, mut reloader) =
             reloading_server_config(&files(dir.path(), "a"), Arc::new(transport_config())).expect("server");
         let server = Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("bind");
@@ -148,7 +148,7 @@ mod tests {
 
         // The certificate is renewed on disk (same CA, new key): files' times change.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        crate::certs::generate(dir.path(), &["a"], &[], 2).expect("renew");
+        cachectl::certs::generate(dir.path(), &["a"], &[], 2).expect("renew");
         assert!(reloader.reload_if_changed().expect("reload"), "the new files are loaded");
 
         // A client without a session to resume (a resumed session keeps the old certificate).

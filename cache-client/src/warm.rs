@@ -1,8 +1,8 @@
 //! [`Client::warm`]: ask a page's owner to fill, check or evict it, for `cachectl warmup`.
 //! Unlike reads there is no fallback: the point is the owner's cache, so a failure is reported.
 
-use crate::{
-    Client,
+use crate::Client;
+use cache_proto::{
     key::{ObjectKey, Volume},
     ring::page_point,
     wire::{Request, ResponseHead, Warm, WarmMode, WarmOutcome},
@@ -19,7 +19,7 @@ pub enum WarmError {
     #[error("listing: {0}")]
     List(#[from] crate::origin::OriginError),
     #[error("listing returned a key that is not a valid object key: {0}")]
-    BadKey(#[from] crate::key::NameError),
+    BadKey(#[from] cache_proto::key::NameError),
 }
 
 /// What the owner said about one page.

@@ -8,11 +8,12 @@ use std::{
     time::Duration,
 };
 
-use cache_client::{
-    config::{
-        ClusterConfig, ConfigError, MAX_WEIGHT, Membership, TlsConfig, VolumeConfig, default_page_size, load_toml,
-        validate_cluster, validate_page_size, validate_volumes,
-    },
+use cache_client::config::{
+    ClusterConfig, ConfigError, Membership, TlsConfig, VolumeConfig, default_page_size, load_toml, validate_cluster,
+    validate_page_size, validate_volumes,
+};
+use cache_proto::limits::MAX_WEIGHT;
+use cache_proto::{
     key::NodeId,
     units::{ByteSize, Span},
 };

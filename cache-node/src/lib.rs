@@ -13,6 +13,7 @@
 //! `main.rs` parses flags, loads the config, calls [`RunningNode::start`] and waits for a signal.
 
 pub mod admin;
+pub mod answer;
 pub mod config;
 pub mod lookup;
 pub mod membership;
@@ -22,18 +23,18 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod streamed;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Instant};
 
 use cache_client::{
     config::Membership as MembershipKind,
-    key::NodeId,
     node_cert::{NodeCerts, any_node_client_config},
     origin::{OriginChain, OriginError},
     pool::Pool,
     tls::{self, TlsError},
+};
+use cache_proto::{
+    key::NodeId,
     wire::{MemberInfo, MemberState},
 };
 use tokio::sync::Semaphore;
@@ -62,6 +63,20 @@ pub enum StartError {
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
 }
 
+/// What a test may install in a node it builds: nothing a config file or the environment can
+/// turn on, so a product binary cannot be made to misbehave.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    /// Sees every answer before it is written (e.g. the harness's corrupting node).
+    pub answer: Option<answer::AnswerHook>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").field("answer", &self.answer.is_some()).finish()
+    }
+}
+
 /// A started node. Dropping it does not stop it: call [`RunningNode::shutdown`].
 #[derive(Debug)]
 pub struct RunningNode {
@@ -87,6 +102,11 @@ impl RunningNode {
     /// serving. Ports may be 0; the bound addresses are in [`Self::quic_addr`] and
     /// [`Self::admin_addr`].
     pub async fn start(config: NodeConfig) -> Result<Self, StartError> {
+        Self::start_with(config, Hooks::default()).await
+    }
+
+    /// [`Self::start`] with `hooks` installed (tests inject faults through them).
+    pub async fn start_with(config: NodeConfig, hooks: Hooks) -> Result<Self, StartError> {
         let id = node_id::resolve(config.node.id.as_ref(), &config.node.data_dir).map_err(StartError::NodeId)?;
         let files = tls::TlsFiles::load(&config.tls)?;
         let transport = Arc::new(tls::transport_config());
@@ -168,10 +188,7 @@ impl RunningNode {
             peers,
             operators: config.node.operators.clone(),
             node_certs: NodeCerts::new(&files)?,
-            #[cfg(feature = "testkit")]
-            fault_corrupt_answers: std::sync::atomic::AtomicBool::new(
-                std::env::var_os("MIRRORCACHE_FAULT_CORRUPT_ANSWERS").is_some(),
-            ),
+            hooks,
         });
 
         let admin = tokio::net::TcpListener::bind(config.node.admin_listen)

@@ -13,10 +13,12 @@ use std::{
 };
 
 use cache_client::{
-    digest::page_digest,
-    key::{ObjectKey, Volume},
     origin::{OriginChain, OriginError, OriginTap},
     pool::Pool,
+};
+use cache_proto::{
+    digest::page_digest,
+    key::{ObjectKey, Volume},
     ring::{Member, page_point},
     wire::{Get, GetView, Request, ResponseHead, Tier},
 };
@@ -192,7 +194,7 @@ impl Handoff {
             ResponseHead::Page(p)
                 if u64::from(p.len) != p.object_size.saturating_sub(offset).min(u64::from(page_size)) =>
             {
-                Err(cache_client::wire::WireError::Range(format!("{} bytes for this page", p.len)))
+                Err(cache_proto::wire::WireError::Range(format!("{} bytes for this page", p.len)))
             }
             _ => Ok(()),
         };

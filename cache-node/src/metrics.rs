@@ -9,7 +9,7 @@
 
 use std::{fmt::Write as _, sync::Arc};
 
-use cache_client::key::Volume;
+use cache_proto::key::Volume;
 use parking_lot::Mutex;
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},

@@ -3,7 +3,7 @@
 
 use std::{io, path::Path};
 
-use cache_client::key::NodeId;
+use cache_proto::key::NodeId;
 
 /// Returns the configured id, or the one kept in `data_dir`, or a new one that is then kept.
 /// A configured id that differs from the kept one is an error: the data dir belongs to another node.

@@ -13,18 +13,17 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use cache_client::{
-    node_cert::peer_name,
-    origin::OriginEvent,
-    wire::{MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, RESET_ORIGIN_FAILED, Request, RequestView, Status, WireError},
+use cache_client::{node_cert::peer_name, origin::OriginEvent};
+use cache_proto::wire::{
+    MAX_REQUEST_BODY, REQUEST_PREFIX_LEN, RESET_ORIGIN_FAILED, Request, RequestView, Status, WireError,
 };
 use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    service::{Answer, Service},
-    streamed::{Streamed, wanted},
+    answer::{Answer, Streamed, wanted},
+    service::Service,
 };
 
 /// Deadline for a client to send its whole request after opening a stream.
@@ -188,8 +187,10 @@ async fn serve_stream(
         Ok(Err((e, _))) => return Err(e.into()),
         Err(_) => service.refuse("protocol", Status::BadRequest, StreamError::RequestTimeout.to_string()),
     };
-    #[cfg(feature = "testkit")]
-    let answer = crate::testkit::corrupt_if_asked(service, answer);
+    let answer = match &service.hooks.answer {
+        Some(hook) => hook(answer),
+        None => answer,
+    };
     // We read all we need; tell the peer to stop sending on this stream.
     let _ = recv.stop(0u32.into());
     let mut answer = answer;

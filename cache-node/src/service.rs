@@ -14,21 +14,19 @@ use std::{
 };
 
 use bytes::Bytes;
-use cache_client::{
+use cache_client::{node_cert::NodeCerts, origin::OriginChain, pool::Pool};
+use cache_proto::{
     digest::page_digest,
     key::{NodeId, ObjectKey, Volume},
-    node_cert::NodeCerts,
-    origin::OriginChain,
-    pool::Pool,
     wire::{
-        GetView, MAX_PAGE_HEAD_FRAME, MemberState, MembersAnswer, NodeStatus, PageHeadRef, RequestView, ResponseHead,
-        Status, Tier, WarmMode, WarmOutcome, encode_page_head,
+        GetView, MemberState, MembersAnswer, NodeStatus, RequestView, ResponseHead, Status, Tier, WarmMode, WarmOutcome,
     },
 };
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::{
+    answer::{Answer, json_answer, page_answer},
     lookup::{Failure, Found},
     membership::{
         Membership,
@@ -36,7 +34,6 @@ use crate::{
     },
     metrics::{KindLabel, NodeMetrics, TierLabel, VolumeLabel, VolumeName, VolumeTier, latency_quantile},
     store::{Page, PageKey, PageStore},
-    streamed::Streamed,
 };
 
 /// A volume as a node serves it.
@@ -68,61 +65,8 @@ pub struct Service {
     pub operators: Vec<String>,
     /// Tells node certificates from client certificates (gossip is heard from nodes only).
     pub node_certs: NodeCerts,
-    /// Fault injection (testkit builds only): flip a byte of every page answer, digest kept,
-    /// as a node with bad memory would. Set by `MIRRORCACHE_FAULT_CORRUPT_ANSWERS` at start.
-    #[cfg(feature = "testkit")]
-    pub fault_corrupt_answers: std::sync::atomic::AtomicBool,
-}
-
-/// The bytes to send back for one request: a head frame, then the payload, or the bytes of a
-/// page still being read from the origin and then its digest (`streamed`, payload empty).
-#[derive(Debug)]
-pub struct Answer<'a> {
-    head: Head,
-    pub payload: Bytes,
-    pub streamed: Option<Streamed<'a>>,
-}
-
-/// A head frame: a page head inline (no allocation), any other head in `spilled`.
-#[derive(Debug)]
-struct Head {
-    inline: [u8; MAX_PAGE_HEAD_FRAME],
-    len: usize,
-    spilled: Vec<u8>,
-}
-
-impl Answer<'_> {
-    fn other(head: ResponseHead, payload: Bytes) -> Self {
-        Self {
-            head: Head { inline: [0; MAX_PAGE_HEAD_FRAME], len: 0, spilled: head.encode() },
-            payload,
-            streamed: None,
-        }
-    }
-
-    /// A page head frame encoded into a stack buffer (`encode` writes it and returns its length).
-    pub(crate) fn page(
-        encode: impl FnOnce(&mut [u8; MAX_PAGE_HEAD_FRAME]) -> usize,
-        payload: Bytes,
-        streamed: Option<Streamed<'_>>,
-    ) -> Answer<'_> {
-        let mut buf = [0u8; MAX_PAGE_HEAD_FRAME];
-        let len = encode(&mut buf);
-        Answer { head: Head { inline: buf, len, spilled: Vec::new() }, payload, streamed }
-    }
-
-    /// The whole payload, a streamed one run to its end (`None`: its fill failed), for callers
-    /// that take an answer at once rather than as it arrives (tests).
-    pub async fn into_payload(self) -> Option<Bytes> {
-        match self.streamed {
-            Some(streamed) => streamed.rest.await.map(|(bytes, _)| bytes),
-            None => Some(self.payload),
-        }
-    }
-
-    pub fn head(&self) -> &[u8] {
-        if self.head.spilled.is_empty() { &self.head.inline[..self.head.len] } else { &self.head.spilled }
-    }
+    /// Sees every answer before it is written (tests inject faults here; `None` in a product).
+    pub hooks: crate::Hooks,
 }
 
 /// A request's place in the node's in-flight limit and gauge, given back when dropped (also when
@@ -386,43 +330,10 @@ impl Service {
     }
 }
 
-fn json_answer(value: &impl serde::Serialize) -> Answer<'static> {
-    let json = serde_json::to_vec(value).unwrap_or_default();
-    Answer::other(ResponseHead::Status { len: json.len() as u32 }, Bytes::from(json))
-}
-
 impl Service {
     /// The asked-for part of a page, with its head encoded on the stack. The digest of a whole
     /// page is the one computed at fill time; a part's is computed over the bytes sent.
     fn slice(&self, get: &GetView<'_>, page: &Page, tier: Tier) -> Answer<'static> {
-        slice(get, page, tier, self.membership.epoch())
+        page_answer(get, page, tier, self.membership.epoch())
     }
-}
-
-/// The asked-for part of a page and its digest: the one computed at fill time for a whole page,
-/// else one computed over the part.
-pub(crate) fn piece(get: &GetView<'_>, page: &Page) -> (Bytes, u64) {
-    let have = page.bytes.len();
-    let start = (get.start as usize).min(have);
-    let end = (start + get.len as usize).min(have);
-    let bytes = page.bytes.slice(start..end);
-    let digest = if start == 0 && end == have && have > 0 {
-        page.digest
-    } else {
-        page_digest(get.volume, get.key, get.page, get.start, &bytes)
-    };
-    (bytes, digest)
-}
-
-fn slice(get: &GetView<'_>, page: &Page, tier: Tier, epoch: u64) -> Answer<'static> {
-    let (bytes, digest) = piece(get, page);
-    let head = PageHeadRef {
-        object_size: page.object_size,
-        digest,
-        len: bytes.len() as u32,
-        epoch,
-        tier,
-        etag: page.etag.as_deref(),
-    };
-    Answer::page(|buf| encode_page_head(buf, &head), bytes, None)
 }

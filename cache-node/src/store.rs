@@ -51,7 +51,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use cache_client::{
+use cache_proto::{
     key::{ObjectKey, Volume},
     wire::Tier,
 };
@@ -143,8 +143,8 @@ impl Code for PageKey {
 
     fn decode(r: &mut impl Read) -> foyer::Result<Self> {
         let volume =
-            Volume::new(&read_str(r, cache_client::key::MAX_VOLUME_LEN)?).map_err(|_| coding_error("volume"))?;
-        let key = ObjectKey::new(&read_str(r, cache_client::key::MAX_KEY_LEN)?).map_err(|_| coding_error("key"))?;
+            Volume::new(&read_str(r, cache_proto::key::MAX_VOLUME_LEN)?).map_err(|_| coding_error("volume"))?;
+        let key = ObjectKey::new(&read_str(r, cache_proto::key::MAX_KEY_LEN)?).map_err(|_| coding_error("key"))?;
         Ok(Self { volume, key, page: read_u64(r)? })
     }
 
@@ -171,7 +171,7 @@ impl Code for Page {
         }
         let object_size = read_u64(r)?;
         let digest = read_u64(r)?;
-        let etag = read_str(r, cache_client::wire::MAX_ETAG_LEN)?;
+        let etag = read_str(r, cache_proto::wire::MAX_ETAG_LEN)?;
         let len = read_u64(r)?;
         if len > MAX_STORED_PAGE as u64 || len > object_size {
             return Err(coding_error("length out of range"));

@@ -16,43 +16,20 @@
 //! fail the client's digest check, and the client reads elsewhere. A fill that fails resets the
 //! stream with `RESET_ORIGIN_FAILED`, which the client takes as an `OriginFailed` answer.
 
-use std::{fmt, ops::Range, time::Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use cache_client::{
+use cache_client::origin::OriginEvent;
+use cache_proto::{
     key::Volume,
-    origin::OriginEvent,
     wire::{GetView, PageHeadRef, Tier, encode_streamed_page_head},
 };
-use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use crate::service::{Answer, InFlight, Service, VolumeState, piece};
-
-/// The part of an [`Answer`] still to come from the origin.
-pub struct Streamed<'a> {
-    /// The origin read as it goes: its head, then body chunks from the page's first byte.
-    pub events: mpsc::UnboundedReceiver<OriginEvent>,
-    /// The bytes of the page this answer carries (the request's piece).
-    pub window: Range<usize>,
-    /// The rest of the request: the filled piece and its digest, or `None` if the fill failed
-    /// or filled a piece of another length than the head announced.
-    pub rest: BoxFuture<'a, Option<(Bytes, u64)>>,
-}
-
-impl fmt::Debug for Streamed<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Streamed").field("window", &self.window).finish_non_exhaustive()
-    }
-}
-
-/// The part of `chunk` (page bytes `at..at + chunk.len()`) that a piece of the page (`window`)
-/// still needs once `sent` of its bytes are out. Chunks arrive in order.
-pub fn wanted(window: &Range<usize>, chunk: &Bytes, at: usize, sent: usize) -> Option<Bytes> {
-    let from = at.max(window.start + sent);
-    let to = (at + chunk.len()).min(window.end);
-    (from < to).then(|| chunk.slice(from - at..to - at))
-}
+use crate::{
+    answer::{Answer, Streamed, piece},
+    service::{InFlight, Service, VolumeState},
+};
 
 impl Service {
     /// A `Get` that is not a memory hit: looks the page up with a tap on the origin, and if the
@@ -118,25 +95,5 @@ impl Service {
             Some((bytes, digest))
         });
         Answer::page(|buf| encode_streamed_page_head(buf, &head), Bytes::new(), Some(Streamed { events, window, rest }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wanted_cuts_chunks_to_the_piece_and_skips_what_was_sent() {
-        let w = 10..30;
-        let chunk = Bytes::from((0u8..16).collect::<Vec<_>>());
-        // Page bytes 0..16: the piece starts at 10.
-        assert_eq!(wanted(&w, &chunk, 0, 0).as_deref(), Some(&[10u8, 11, 12, 13, 14, 15][..]));
-        // Page bytes 16..32, after 6 sent: 16..30.
-        assert_eq!(wanted(&w, &chunk, 16, 6).map(|b| b.len()), Some(14));
-        // Entirely before the piece, or all of it already sent.
-        assert_eq!(wanted(&w, &chunk.slice(..8), 0, 0), None);
-        assert_eq!(wanted(&w, &chunk, 16, 20), None);
-        // Past the piece's end.
-        assert_eq!(wanted(&w, &chunk, 32, 20), None);
     }
 }

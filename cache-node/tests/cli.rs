@@ -87,7 +87,7 @@ async fn admin_http_serves_health_and_metrics() {
     cluster.put(&k, 1, 1 << 20);
     let client = cluster.client();
     let (v, key) =
-        (cache_client::key::Volume::new(VOLUME).expect("v"), cache_client::key::ObjectKey::new(&k).expect("k"));
+        (cache_proto::key::Volume::new(VOLUME).expect("v"), cache_proto::key::ObjectKey::new(&k).expect("k"));
     client.read(&v, &key, 0, 1 << 20).await.expect("cold");
     client.read(&v, &key, 0, 1 << 20).await.expect("warm");
 

@@ -22,7 +22,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use cache_client::{Client, stats::Source, wire::Tier};
+use cache_client::{Client, stats::Source};
+use cache_proto::wire::Tier;
 use support::*;
 
 /// One-page objects (JuiceFS blocks) with the given seeds, written to the origin.

@@ -13,11 +13,12 @@ use std::{
     hint::black_box,
 };
 
-use cache_client::{
+use cache_node::{RunningNode, config::NodeConfig, server::respond};
+use cache_proto::{
     key::{ObjectKey, Volume},
     wire::{Get, REQUEST_PREFIX_LEN, Request, RequestKind, ResponseHead, Tier},
 };
-use cache_node::{RunningNode, config::NodeConfig, server::respond, testkit::S3Origin};
+use cache_testkit::S3Origin;
 
 thread_local! {
     static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
@@ -116,7 +117,7 @@ allow_http = true
 
 /// An origin holding [`KEY`] with `object_len` bytes and one node in front of it, under `d`.
 async fn one_node(d: &std::path::Path, object_len: usize) -> (S3Origin, RunningNode) {
-    cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
+    cachectl::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
     let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
     s3.put("bucket", &format!("vol1/{KEY}"), &vec![42u8; object_len]).expect("put");
     let config: NodeConfig = cache_client::config::parse_toml(&node_toml(d, &s3.endpoint())).expect("config");

@@ -20,12 +20,14 @@ use bytes::Bytes;
 use cache_client::{
     Client,
     config::TlsConfig,
-    key::{NodeId, ObjectKey, Volume},
     stats::Source,
     tls::{TlsFiles, client_config, transport_config},
-    wire::{Get, MemberState, RESPONSE_PREFIX_LEN, Request, RequestKind, ResponseHead, Status, VERSION},
 };
 use cache_node::membership::{gossip::Gossip, peer::Peer};
+use cache_proto::{
+    key::{NodeId, ObjectKey, Volume},
+    wire::{Get, MemberState, RESPONSE_PREFIX_LEN, Request, RequestKind, ResponseHead, Status, VERSION},
+};
 use support::*;
 use tokio::{sync::Semaphore, task::JoinSet};
 

@@ -11,8 +11,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cache_client::{
-    Client,
+use cache_client::Client;
+use cache_proto::{
     key::{ObjectKey, Volume},
     ring::{Member, page_point},
     wire::MemberState,
@@ -104,7 +104,7 @@ async fn ring_follows_joins_drains_and_deaths() {
         .iter()
         .filter(|(key, _)| {
             let p = page_point(&volume, key, 0);
-            let owner = |v: &cache_client::members::RingView| v.ring.member(v.ring.owner(p).expect("owner")).id.clone();
+            let owner = |v: &cache_proto::members::RingView| v.ring.member(v.ring.owner(p).expect("owner")).id.clone();
             owner(&before) != owner(&after)
         })
         .count();
@@ -157,7 +157,7 @@ async fn ring_follows_joins_drains_and_deaths() {
 async fn drain_needs_an_operator_certificate() {
     let cluster = Cluster::start_gossip(&["a"], &[]).await;
     // "mount" is a client of the cluster CA but not in node.operators.
-    cache_client::certs::generate(&cluster.path("certs"), &[], &["mount"], 1).expect("certs");
+    cachectl::certs::generate(&cluster.path("certs"), &[], &["mount"], 1).expect("certs");
     let toml = cluster.client_toml(support::TOKEN, VOLUME, &cluster.path("certs")).replace("client.", "mount.");
     let config: cache_client::config::ClientConfig = cache_client::config::parse_toml(&toml).expect("config");
     let mount = Client::new(&config).expect("client");

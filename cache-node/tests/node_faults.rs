@@ -8,10 +8,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cache_client::{
+use cache_client::stats::Source;
+use cache_proto::{
     key::{ObjectKey, Volume},
     ring::page_point,
-    stats::Source,
 };
 use support::{Cluster, PAGE, VOLUME, block_key};
 

@@ -4,10 +4,10 @@
 use bytes::Bytes;
 use cache_client::{
     config::OriginConfig,
-    key::ObjectKey,
     origin::{OriginChain, OriginError, OriginRead},
 };
-use cache_node::testkit::{S3Origin, content};
+use cache_proto::key::ObjectKey;
+use cache_testkit::{S3Origin, content};
 use object_store::{ObjectStoreExt, PutPayload, aws::AmazonS3Builder, path::Path as StorePath};
 use s3s::crypto::{Checksum as _, Md5};
 

@@ -15,12 +15,11 @@ use bytes::Bytes;
 use cache_client::{
     Client, ReadError,
     config::OriginConfig,
-    key::ObjectKey,
     origin::{OriginChain, OriginError},
     stats::Source,
-    wire::Tier,
 };
-use cache_node::testkit::Fault;
+use cache_proto::{key::ObjectKey, wire::Tier};
+use cache_testkit::Fault;
 use support::*;
 
 /// Origin settings of these clusters: a short stall deadline and two retries, so that a fault
@@ -106,7 +105,7 @@ async fn not_found_costs_one_get_per_asker_and_is_never_retried() {
 /// The cluster's origin as the chain's only entry, with the test settings.
 fn origin(cluster: &Cluster) -> OriginConfig {
     OriginConfig {
-        stall_timeout: cache_client::units::Span(STALL),
+        stall_timeout: cache_proto::units::Span(STALL),
         retries: RETRIES as u32,
         ..cluster.s3.origin_config(BUCKET, VOLUME)
     }

@@ -6,10 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use cache_client::{ReadError, stats::Source, wire::Tier};
+use cache_client::{ReadError, stats::Source};
+use cache_proto::wire::Tier;
 use support::*;
 
-async fn statuses(client: &cache_client::Client, n: usize) -> Vec<cache_client::wire::NodeStatus> {
+async fn statuses(client: &cache_client::Client, n: usize) -> Vec<cache_proto::wire::NodeStatus> {
     let mut out = Vec::new();
     for i in 0..n {
         out.push(client.node_status(client.ring().ring.member(i)).await.expect("node answers status"));
@@ -70,7 +71,7 @@ async fn reads_match_origin_and_second_reads_hit_the_cache() {
     }
     assert_eq!(cluster.s3.get_count(), gets_before, "warm reads must not reach the origin");
     let after = statuses(&client, 3).await;
-    let hits = |s: &[cache_client::wire::NodeStatus]| s.iter().map(|s| s.hits_memory).sum::<u64>();
+    let hits = |s: &[cache_proto::wire::NodeStatus]| s.iter().map(|s| s.hits_memory).sum::<u64>();
     let pages = objects.iter().map(|(_, d)| (d.len() as u64).div_ceil(PAGE)).sum::<u64>();
     assert_eq!(hits(&after) - hits(&before), pages);
     assert_eq!(

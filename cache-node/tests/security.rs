@@ -6,9 +6,9 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use cache_client::{
+use cache_client::stats::Source;
+use cache_proto::{
     key::Volume,
-    stats::Source,
     wire::{Get, REQUEST_PREFIX_LEN, Request},
 };
 use support::*;
@@ -70,7 +70,7 @@ async fn client_certificate_from_another_ca_is_refused() {
     let k = block_key(77, 0, 1 << 20);
     let data = cluster.put(&k, 77, 1 << 20);
     let other = cluster.path("other-ca");
-    cache_client::certs::generate(&other, &["a", "b"], &["client"], 30).expect("other CA");
+    cachectl::certs::generate(&other, &["a", "b"], &["client"], 30).expect("other CA");
     // The client trusts the real CA (so it knows the nodes) but presents a certificate from
     // another CA: splice the two.
     std::fs::copy(cluster.path("certs/ca.pem"), other.join("ca.pem")).expect("copy ca");

@@ -22,20 +22,19 @@ use std::{
 };
 
 use bytes::Bytes;
-use cache_client::{
-    Client,
-    config::ClientConfig,
-    key::ObjectKey,
-    wire::{Get, REQUEST_PREFIX_LEN, Request, RequestKind, ResponseHead, Status, Tier},
-};
+use cache_client::{Client, config::ClientConfig};
 use cache_node::{
     RunningNode,
     config::NodeConfig,
     server::respond,
     service::Service,
     store::{Page, PageKey, PageStore},
-    testkit::S3Origin,
 };
+use cache_proto::{
+    key::ObjectKey,
+    wire::{Get, REQUEST_PREFIX_LEN, Request, RequestKind, ResponseHead, Status, Tier},
+};
+use cache_testkit::S3Origin;
 use support::{Cluster, PAGE, block_key, content, foyer_metric, metric, vol};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -206,7 +205,7 @@ impl Rig {
     async fn start(delay: Duration, refuse_first: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        cache_client::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
+        cachectl::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
         let s3 = S3Origin::start(&d.join("origin"), AK, SK).await.expect("origin");
         let upstream: SocketAddr = s3.endpoint().trim_start_matches("http://").parse().expect("addr");
         let proxy = OriginProxy::start(upstream, delay, refuse_first).await;

@@ -10,15 +10,17 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use cache_client::{
     config::TlsConfig,
-    digest::page_digest,
     stats::Source,
     tls::{TlsFiles, client_config, transport_config},
+};
+use cache_proto::{
+    digest::page_digest,
     wire::{
         Get, PageHead, RESPONSE_PREFIX_LEN, Request, ResponseHead, Status, TRAILER_LEN, Tier, Warm, WarmMode,
         WarmOutcome,
     },
 };
-use cache_node::testkit::Fault;
+use cache_testkit::Fault;
 use support::*;
 
 async fn connect(cluster: &Cluster) -> quinn::Connection {

@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Output;
 
-use cache_client::key::{ObjectKey, Volume};
+use cache_proto::key::{ObjectKey, Volume};
 use support::*;
 use tokio::process::Command;
 

@@ -2,10 +2,8 @@
 //! validates gives a usable member list.
 #![no_main]
 
-use cache_client::{
-    config::{ClientConfig, parse_toml},
-    members::RingView,
-};
+use cache_proto::{members::RingView};
+use cache_client::{config::{ClientConfig, parse_toml}};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -11,7 +11,7 @@
 
 use std::{net::SocketAddr, sync::OnceLock};
 
-use cache_client::{key::NodeId, wire::MemberState};
+use cache_proto::{key::NodeId, wire::MemberState};
 use cache_node::membership::{gossip::Gossip, peer::Peer};
 use libfuzzer_sys::fuzz_target;
 

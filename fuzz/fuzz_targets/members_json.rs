@@ -3,7 +3,8 @@
 //! owners without panicking or allocating without bound.
 #![no_main]
 
-use cache_client::{members::RingView, ring_source::MAX_MEMBERS, wire::MembersAnswer};
+use cache_proto::{members::RingView, wire::MembersAnswer};
+use cache_client::{ring_source::MAX_MEMBERS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! whatever it accepts encodes back to a frame that decodes to the same request.
 #![no_main]
 
-use cache_client::wire::{REQUEST_PREFIX_LEN, Request};
+use cache_proto::wire::{REQUEST_PREFIX_LEN, Request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! enough to own and a geometry that the node can slice without overflow.
 #![no_main]
 
-use cache_client::wire::{Request, RequestKind, RequestView};
+use cache_proto::wire::{Request, RequestKind, RequestView};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

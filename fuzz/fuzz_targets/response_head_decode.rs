@@ -3,7 +3,7 @@
 //! frame that decodes to the same head.
 #![no_main]
 
-use cache_client::wire::{RESPONSE_PREFIX_LEN, RequestKind, ResponseHead};
+use cache_proto::wire::{RESPONSE_PREFIX_LEN, RequestKind, ResponseHead};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! parses serialises again.
 #![no_main]
 
-use cache_client::wire::NodeStatus;
+use cache_proto::wire::NodeStatus;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

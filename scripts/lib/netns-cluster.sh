@@ -35,7 +35,7 @@ cluster_cleanup() {
 
 cluster_build() {
   # The debug build the tests made (CI builds once); a no-op when it is there.
-  # (The bench crate turns on cache-node's testkit, so mirror-origin is among the bins.)
+  # (mirror-origin, the demo S3 origin, is cache-testkit's bin.)
   cargo build --quiet --locked --workspace --bins
 }
 

@@ -29,9 +29,8 @@ use bench::{
     load::{self, LoadSpec, Mode, Target},
     proxy::{Proxy, ProxyOptions},
 };
-use cache_client::{
-    Client,
-    config::ClientConfig,
+use cache_client::{Client, config::ClientConfig};
+use cache_proto::{
     key::Volume,
     units::{ByteSize, Span},
 };

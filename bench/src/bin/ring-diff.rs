@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::Context as _;
 use bench::load::object_keys;
-use cache_client::{key::Volume, members::RingView, ring::page_point, units::ByteSize, wire::MemberInfo};
+use cache_proto::{key::Volume, members::RingView, ring::page_point, units::ByteSize, wire::MemberInfo};
 use clap::Parser;
 
 #[derive(Parser, Debug)]

@@ -36,7 +36,8 @@ use std::{
 };
 
 use anyhow::Context as _;
-use cache_client::{Client, PageTrace, ReadError, client::MAX_READ_LEN, key::Volume, origin::OriginError};
+use cache_client::{Client, PageTrace, ReadError, client::MAX_READ_LEN, origin::OriginError};
+use cache_proto::key::Volume;
 use rand::{SeedableRng, rngs::StdRng};
 pub use shape::{Layout, ReadPlan, Shape, Verdict, expected, judge};
 pub use tally::{Outcome, Progress, Record, RunInfo, Summary, Tally};

@@ -10,7 +10,8 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use cache_client::{stats::Source, wire::Tier};
+use cache_client::stats::Source;
+use cache_proto::wire::Tier;
 use serde::Serialize;
 
 use super::shape::ReadPlan;

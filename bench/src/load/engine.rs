@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use cache_client::key::ObjectKey;
+use cache_proto::key::ObjectKey;
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use tokio::task::JoinSet;
 

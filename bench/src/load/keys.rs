@@ -9,7 +9,8 @@
 //! of `file:///dir` the file `dir/K`.
 
 use anyhow::Context as _;
-use cache_client::{config::OriginConfig, key::ObjectKey};
+use cache_client::config::OriginConfig;
+use cache_proto::key::ObjectKey;
 use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::{ObjectStoreExt as _, PutPayload, path::Path};
 

@@ -38,7 +38,8 @@ pub mod zipf;
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use cache_client::{Client, config::ClientConfig, key::Volume, origin::OriginChain};
+use cache_client::{Client, config::ClientConfig, origin::OriginChain};
+use cache_proto::key::Volume;
 pub use engine::run;
 pub use keys::{object_key, object_keys, populate};
 pub use report::{Report, table};

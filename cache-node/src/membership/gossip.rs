@@ -16,7 +16,7 @@
 use std::{net::SocketAddr, num::NonZeroU32, time::Duration};
 
 use bytes::Bytes;
-use cache_client::wire::{MemberInfo, MemberState};
+use cache_proto::wire::{MemberInfo, MemberState};
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
 use rand_foca::{SeedableRng, rngs::StdRng};
 
@@ -166,7 +166,7 @@ impl Gossip {
 mod tests {
     use std::collections::{BTreeMap, HashSet};
 
-    use cache_client::key::NodeId;
+    use cache_proto::key::NodeId;
 
     use super::*;
 

@@ -26,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cache_client::{
+use cache_proto::{
     key::NodeId,
     members::RingView,
     ring::Member,

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use cache_client::{
+use cache_proto::{
     key::NodeId,
     wire::{MemberInfo, MemberState},
 };

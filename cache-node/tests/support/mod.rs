@@ -14,8 +14,8 @@ use std::{
 
 use bytes::Bytes;
 use cache_client::{Client, config::ClientConfig};
-use cache_node::testkit::S3Origin;
-pub use cache_node::testkit::{block_key, content};
+use cache_testkit::S3Origin;
+pub use cache_testkit::{block_key, content};
 use tempfile::TempDir;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -76,13 +76,13 @@ impl Default for OriginTuning {
 pub const CACHE_TOML: &str = "memory_capacity = \"64MiB\"\ndisk_capacity = \"512MiB\"\npage_size = \"4MiB\"\n";
 
 /// The test volume's name.
-pub fn vol() -> cache_client::key::Volume {
-    cache_client::key::Volume::new(VOLUME).expect("valid")
+pub fn vol() -> cache_proto::key::Volume {
+    cache_proto::key::Volume::new(VOLUME).expect("valid")
 }
 
 /// An object key that must be valid.
-pub fn key(k: &str) -> cache_client::key::ObjectKey {
-    cache_client::key::ObjectKey::new(k).expect("valid")
+pub fn key(k: &str) -> cache_proto::key::ObjectKey {
+    cache_proto::key::ObjectKey::new(k).expect("valid")
 }
 
 /// Handoff window of gossip test clusters (short, so drains finish quickly).
@@ -159,7 +159,7 @@ impl Cluster {
     ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let all: Vec<&str> = ids.iter().chain(spare).copied().collect();
-        cache_client::certs::generate(&dir.path().join("certs"), &all, &["client"], 30).expect("certificates");
+        cachectl::certs::generate(&dir.path().join("certs"), &all, &["client"], 30).expect("certificates");
         let s3 = S3Origin::start(&dir.path().join("origin"), AK, SK).await.expect("S3 origin");
         let mut cluster = Cluster {
             dir,

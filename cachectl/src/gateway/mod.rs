@@ -34,12 +34,12 @@ use s3s::{
 };
 use tokio::{net::TcpListener, task::JoinSet};
 
-use crate::{
+use cache_client::{
     Client, ClientError,
     config::VolumeConfig,
-    key::Volume,
     origin::{OriginChain, OriginError},
 };
+use cache_proto::key::Volume;
 
 /// Deadline for one HEAD or one listing page from the origin chain.
 pub const ORIGIN_DEADLINE: Duration = Duration::from_secs(30);

@@ -1,7 +1,7 @@
 //! The payload of a `Members` answer: the ring as one node sees it, as JSON (small, and sent
 //! only when a client's ring is out of date).
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 

@@ -20,7 +20,7 @@ use rcgen::{
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, pem::PemObject};
 
-use crate::key::NodeId;
+use cache_proto::key::NodeId;
 
 /// Subject common name of every cluster CA this module creates.
 pub const CA_NAME: &str = "mirrorcache cluster CA";

@@ -5,8 +5,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use cache_client::{
-    Client,
+use cache_client::Client;
+use cache_proto::{
     members::RingView,
     units::ByteSize,
     wire::{MemberState, NodeStatus},

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use cache_node::testkit::{S3Origin, block_key, content};
+use cache_testkit::{S3Origin, block_key, content};
 use clap::Parser;
 
 #[derive(Parser, Debug)]

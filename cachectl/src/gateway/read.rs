@@ -18,11 +18,8 @@ use bytes::Bytes;
 use s3s::{S3Error, S3Request, S3Response, S3Result, dto::*, s3_error};
 
 use super::{Gateway, ORIGIN_DEADLINE, etag, origin_error, origin_timeout};
-use crate::{
-    ObjectRead, ReadError,
-    client::MAX_READ_LEN,
-    key::{ObjectKey, Volume},
-};
+use cache_client::{ObjectRead, ReadError, client::MAX_READ_LEN};
+use cache_proto::key::{ObjectKey, Volume};
 
 /// Bytes read at offset 0 to learn the size for a suffix range.
 const SUFFIX_PROBE: u64 = 64 << 10;

@@ -13,11 +13,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use cache_client::{
-    Client,
+use cache_client::{Client, warm::Warmed};
+use cache_proto::{
     key::{ObjectKey, Volume},
     units::ByteSize,
-    warm::Warmed,
     wire::{WarmMode, WarmOutcome},
 };
 use futures::{StreamExt, stream};

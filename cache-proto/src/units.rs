@@ -3,7 +3,7 @@
 
 use std::{fmt, str::FromStr, time::Duration};
 
-use serde::{Deserialize, Deserializer, de};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// A number of bytes, written in config as an integer or a string with a binary or decimal suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -73,6 +73,16 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Written back as config text (`"4MiB"`, or `"1536KiB"`: whole units, never rounded).
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 >= 1 << 10 && !self.0.is_multiple_of(1 << 10) {
+            return s.serialize_u64(self.0);
+        }
+        s.collect_str(self)
+    }
+}
+
 /// A duration written in config as `"250ms"`, `"5s"` or `"2m"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span(pub Duration);
@@ -91,6 +101,24 @@ impl FromStr for Span {
             other => return Err(format!("{s:?}: unknown duration unit {other:?} (use ms, s, m)")),
         };
         Ok(Span(d))
+    }
+}
+
+/// Whole seconds as `"5s"`, anything else as milliseconds (`"250ms"`; sub-millisecond parts are
+/// cut, as config text cannot state them).
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.subsec_millis() == 0 && !self.0.is_zero() {
+            write!(f, "{}s", self.0.as_secs())
+        } else {
+            write!(f, "{}ms", self.0.as_millis())
+        }
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -131,6 +159,9 @@ mod tests {
         assert_eq!("5s".parse::<Span>(), Ok(Span(Duration::from_secs(5))));
         assert_eq!("2m".parse::<Span>(), Ok(Span(Duration::from_secs(120))));
         assert!("5 hours".parse::<Span>().is_err());
+        for text in ["250ms", "5s", "120s", "0ms", "1500ms"] {
+            assert_eq!(text.parse::<Span>().map(|s| s.to_string()), Ok(text.to_owned()));
+        }
         assert!("s".parse::<Span>().is_err());
     }
 }

@@ -10,7 +10,7 @@
 use s3s::{S3Request, S3Response, S3Result, dto::*, s3_error};
 
 use super::{Gateway, ORIGIN_DEADLINE, etag, origin_error, origin_timeout};
-use crate::origin::{Listing, OriginChain};
+use cache_client::origin::{Listing, OriginChain};
 
 /// Most keys per page (S3's limit and default).
 const MAX_KEYS: i32 = 1000;

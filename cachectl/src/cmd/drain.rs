@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cache_client::{Client, ring::Member};
+use cache_client::Client;
+use cache_proto::ring::Member;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +71,6 @@ fn report(node: &str, drained: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn names(members: &[cache_client::wire::MemberInfo]) -> String {
+fn names(members: &[cache_proto::wire::MemberInfo]) -> String {
     members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")
 }

@@ -10,10 +10,21 @@ use std::sync::Arc;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::{
-    config::ClusterConfig,
+    limits::{MAX_MEMBERS, MAX_TOTAL_WEIGHT, MAX_WEIGHT},
     ring::{Member, Ring},
-    wire::{MemberInfo, MemberState},
+    wire::{MemberInfo, MembersAnswer},
 };
+
+/// Why a `Members` answer was not turned into a ring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembersError {
+    #[error("{0} members, more than {MAX_MEMBERS}")]
+    TooMany(usize),
+    #[error("members weigh {0} in all, more than {MAX_TOTAL_WEIGHT}")]
+    TooHeavy(u64),
+    #[error("a members answer lists id {0} twice")]
+    DuplicateId(String),
+}
 
 /// The epoch of a member list (any order).
 pub fn epoch(members: &[MemberInfo]) -> u64 {
@@ -53,15 +64,23 @@ impl RingView {
         Arc::new(Self { epoch: epoch(&members), members, ring })
     }
 
-    /// The static member list of a config.
-    pub fn from_config(cluster: &ClusterConfig) -> Arc<Self> {
-        Self::new(
-            cluster
-                .members
-                .iter()
-                .map(|m| MemberInfo { id: m.id.clone(), addr: m.addr, weight: m.weight, state: MemberState::Serving })
-                .collect(),
-        )
+    /// The ring of a peer's `Members` answer, checked first: at most [`MAX_MEMBERS`] members
+    /// weighing at most [`MAX_TOTAL_WEIGHT`] in all (a weight above [`MAX_WEIGHT`] counts as
+    /// that), each id once. A peer's answer never makes a ring larger than those limits allow.
+    pub fn from_answer(answer: MembersAnswer) -> Result<Arc<Self>, MembersError> {
+        if answer.members.len() > MAX_MEMBERS {
+            return Err(MembersError::TooMany(answer.members.len()));
+        }
+        let total: u64 = answer.members.iter().map(|m| u64::from(m.weight.min(MAX_WEIGHT))).sum();
+        if total > MAX_TOTAL_WEIGHT {
+            return Err(MembersError::TooHeavy(total));
+        }
+        let mut ids: Vec<_> = answer.members.iter().map(|m| &m.id).collect();
+        ids.sort();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(MembersError::DuplicateId(w[0].to_string()));
+        }
+        Ok(Self::new(answer.members))
     }
 
     /// The member with this id.
@@ -73,7 +92,7 @@ impl RingView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::NodeId;
+    use crate::{key::NodeId, wire::MemberState};
 
     fn member(id: &str, port: u16, weight: u32, state: MemberState) -> MemberInfo {
         MemberInfo { id: NodeId::new(id).expect("id"), addr: ([127, 0, 0, 1], port).into(), weight, state }
@@ -108,5 +127,26 @@ mod tests {
         assert_eq!(shares[b], 0.0);
         assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         assert!(view.ring.walk(42).all(|i| i != b));
+    }
+
+    #[test]
+    fn members_answers_are_checked_before_a_ring_is_built() {
+        let answer = |members: Vec<(&str, u32)>| MembersAnswer {
+            epoch: 0,
+            members: members
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, weight))| member(id, 7000 + i as u16, weight, MemberState::Serving))
+                .collect(),
+        };
+        let view = RingView::from_answer(answer(vec![("a", 1), ("b", 2)])).expect("good answer");
+        assert_eq!(view.members.len(), 2);
+        assert_eq!(
+            RingView::from_answer(answer(vec![("a", 1), ("a", 2)])).unwrap_err(),
+            MembersError::DuplicateId("a".into())
+        );
+        let heavy: Vec<(String, u32)> = (0..50).map(|i| (format!("n{i}"), 100)).collect();
+        let heavy = answer(heavy.iter().map(|(id, w)| (id.as_str(), *w)).collect());
+        assert_eq!(RingView::from_answer(heavy).unwrap_err(), MembersError::TooHeavy(5000));
     }
 }

@@ -45,27 +45,6 @@ use tokio::{net::TcpListener, task::JoinSet};
 
 pub const REGION: &str = "us-east-1";
 
-/// Deterministic pseudo-random bytes (splitmix64): incompressible, and reproducible from `seed`,
-/// so a test, a bench or a checker can recompute what an object holds.
-pub fn content(seed: u64, len: u64) -> bytes::Bytes {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len as usize + 8);
-    while (out.len() as u64) < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len as usize);
-    out.into()
-}
-
-/// A JuiceFS-shaped block key: `myjfs/chunks/<id/1000/1000>/<id/1000>/<id>_<index>_<size>`.
-pub fn block_key(slice: u64, index: u64, size: u64) -> String {
-    format!("myjfs/chunks/{}/{}/{slice}_{index}_{size}", slice / 1_000_000, slice / 1000)
-}
-
 /// An S3 server on `127.0.0.1:PORT` serving a directory; stops when dropped.
 pub struct S3Origin {
     root: PathBuf,
@@ -441,39 +420,6 @@ impl futures::Stream for FaultyBody {
         this.sent += chunk.len() as u64;
         Poll::Ready(Some(Ok(chunk)))
     }
-}
-
-/// Fault injection for the checker's own test: when the service's `fault_corrupt_answers` is
-/// set, flips one byte in the middle of a page answer and keeps its digest, as a node with bad
-/// memory would. A fake by necessity: a real node cannot be made to do this on demand.
-pub fn corrupt_if_asked<'a>(
-    service: &crate::service::Service,
-    mut answer: crate::service::Answer<'a>,
-) -> crate::service::Answer<'a> {
-    if !service.fault_corrupt_answers.load(std::sync::atomic::Ordering::Relaxed) {
-        return answer;
-    }
-    let flip = |bytes: &bytes::Bytes| {
-        let mut bytes = bytes.to_vec();
-        let mid = bytes.len() / 2;
-        if let Some(b) = bytes.get_mut(mid) {
-            *b ^= 0x01;
-        }
-        bytes::Bytes::from(bytes)
-    };
-    if !answer.payload.is_empty() {
-        answer.payload = flip(&answer.payload);
-    }
-    // A streamed miss: nothing forwarded early (the events' sender is gone), the piece flipped.
-    if let Some(streamed) = answer.streamed.take() {
-        let rest = streamed.rest;
-        answer.streamed = Some(crate::streamed::Streamed {
-            events: tokio::sync::mpsc::unbounded_channel().1,
-            window: streamed.window,
-            rest: Box::pin(async move { rest.await.map(|(piece, digest)| (flip(&piece), digest)) }),
-        });
-    }
-    answer
 }
 
 #[cfg(test)]

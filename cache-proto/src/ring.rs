@@ -10,13 +10,13 @@
 //! (The `hashring` crate was considered: it hashes Rust's `Hash` encoding, has no weights, and its
 //! replica walk clones the whole ring per call. This file is the hundred lines we needed instead.)
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::{
-    config::MAX_WEIGHT,
     key::{NodeId, ObjectKey, Volume},
+    limits::MAX_WEIGHT,
 };
 
 /// Virtual nodes per unit of weight. More points give better balance (about 1/√points of spread)

@@ -10,8 +10,8 @@ use super::{
     cursor::{Cursor, put_str},
 };
 use crate::{
-    config::{MAX_PAGE_SIZE, MIN_PAGE_SIZE},
     key::{MAX_KEY_LEN, MAX_VOLUME_LEN, ObjectKey, Volume},
+    limits::{MAX_PAGE_SIZE, MIN_PAGE_SIZE},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,10 +3,8 @@
 use std::{io::Write, path::PathBuf};
 
 use anyhow::Context;
-use cache_client::{
-    Client,
-    key::{ObjectKey, Volume},
-};
+use cache_client::Client;
+use cache_proto::key::{ObjectKey, Volume};
 
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {

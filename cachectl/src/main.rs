@@ -7,11 +7,9 @@
 //! - `gateway [--listen ADDR]`: a read-only S3 endpoint over the cluster (bucket = volume)
 //! - `certs --dir DIR --nodes a,b,c --clients NAME`: create a cluster CA and certificates
 
-mod drain;
-mod gateway;
-mod get;
-mod status;
-mod warmup;
+mod cmd;
+
+use cmd::{drain, gateway, get, status, warmup};
 
 use std::path::PathBuf;
 
@@ -53,7 +51,7 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "client")]
         clients: Vec<String>,
         /// Validity of node and client certificates, in days.
-        #[arg(long, default_value_t = cache_client::certs::DEFAULT_DAYS)]
+        #[arg(long, default_value_t = cachectl::certs::DEFAULT_DAYS)]
         days: u32,
     },
 }
@@ -81,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Certs { dir, nodes, clients, days } => {
             let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
             let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
-            for path in cache_client::certs::generate(&dir, &nodes, &clients, days)? {
+            for path in cachectl::certs::generate(&dir, &nodes, &clients, days)? {
                 println!("{}", path.display());
             }
             Ok(())

@@ -6,7 +6,8 @@
 use std::{io::Write, net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
-use cache_client::{Client, config::ClientConfig, gateway};
+use cache_client::{Client, config::ClientConfig};
+use cachectl::gateway;
 
 #[derive(clap::Args, Debug)]
 pub struct GatewayArgs {

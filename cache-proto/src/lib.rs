@@ -1,6 +1,6 @@
 //! The mirrorcache protocol, pure: what crosses the wire and how both sides agree on where a
 //! page lives. No runtime, no sockets, no files, no clocks (CI checks that none appear), like
-//! quinn-proto beside quinn: the client library and the node both build on it, and the fuzz
+//! Quinn's proto crate beside its runtime: the client library and the node both build on it, and the fuzz
 //! targets and the codec and ring benches drive it directly.
 //!
 //! ```text

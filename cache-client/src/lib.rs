@@ -21,10 +21,13 @@ pub mod hedge;
 pub mod node_cert;
 pub mod origin;
 pub mod pool;
+mod read_piece;
 pub mod ring_source;
 pub mod stats;
 pub mod tls;
 pub mod tls_reload;
 pub mod warm;
 
-pub use client::{Client, ClientError, ObjectRead, PageTrace, ReadError};
+pub use client::{Client, ClientError, ObjectRead, PageTrace, ReadError, StatusError};
+pub use ring_source::RefreshError;
+pub use stats::Fallback;

@@ -19,11 +19,12 @@ use tokio::sync::Mutex;
 use crate::{
     Client,
     config::{ClusterConfig, Membership},
+    pool::ExchangeError,
 };
 use cache_proto::{
-    members::RingView,
+    members::{MembersError, RingView},
     ring::Member,
-    wire::{MembersAnswer, Request, ResponseHead},
+    wire::{MembersAnswer, Request, ResponseHead, Status},
 };
 
 /// Least time between two refreshes of a client's ring.
@@ -60,16 +61,39 @@ impl RingSource {
     }
 }
 
+/// Why a ring could not be had from the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    #[error("bad members JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error(transparent)]
+    Members(#[from] MembersError),
+    #[error("refused ({}): {message}", status.as_str())]
+    Refused { status: Status, message: String },
+    #[error("not a members answer: {0:?}")]
+    NotMembers(ResponseHead),
+    /// A member (its id) or a seed (`seed <addr>`) answered with something unusable.
+    #[error("{node}: {source}")]
+    Node { node: String, source: Box<RefreshError> },
+    #[error("no node told its members: {}", join(.tried))]
+    NoneAnswered { tried: Vec<RefreshError> },
+}
+
+fn join(errors: &[RefreshError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 /// Parses a `Members` answer into a ring.
-fn parse_members(head: ResponseHead, payload: &[u8]) -> Result<Arc<RingView>, String> {
+fn parse_members(head: ResponseHead, payload: &[u8]) -> Result<Arc<RingView>, RefreshError> {
     match head {
         ResponseHead::Status { .. } => {
-            let answer: MembersAnswer =
-                serde_json::from_slice(payload).map_err(|e| format!("bad members JSON: {e}"))?;
-            RingView::from_answer(answer).map_err(|e| e.to_string())
+            let answer: MembersAnswer = serde_json::from_slice(payload).map_err(RefreshError::Json)?;
+            Ok(RingView::from_answer(answer)?)
         }
-        ResponseHead::Error(e) => Err(format!("refused ({}): {}", e.status.as_str(), e.message)),
-        other => Err(format!("not a members answer: {other:?}")),
+        ResponseHead::Error(e) => Err(RefreshError::Refused { status: e.status, message: e.message }),
+        other => Err(RefreshError::NotMembers(other)),
     }
 }
 
@@ -81,7 +105,7 @@ impl Client {
 
     /// Asks the cluster for its members (gossip membership; static membership keeps its list):
     /// the members this client knows first, then the seeds. Returns the ring in use afterwards.
-    pub async fn refresh_members(&self) -> Result<Arc<RingView>, String> {
+    pub async fn refresh_members(&self) -> Result<Arc<RingView>, RefreshError> {
         let source = &self.ring_source;
         if source.membership == Membership::Static {
             return Ok(source.current());
@@ -93,21 +117,21 @@ impl Client {
             match self.pool.exchange(&member, &Request::Members, timeout, |_| Ok(())).await {
                 Ok((head, payload)) => match parse_members(head, &payload) {
                     Ok(view) => return Ok(self.install(view)),
-                    Err(e) => why.push(format!("{}: {e}", m.id)),
+                    Err(e) => why.push(RefreshError::Node { node: m.id.to_string(), source: Box::new(e) }),
                 },
-                Err(e) => why.push(e.to_string()),
+                Err(e) => why.push(e.into()),
             }
         }
         for &seed in &source.seeds {
             match self.pool.ask_addr(&source.seed_config, seed, &Request::Members, timeout).await {
                 Ok((head, payload)) => match parse_members(head, &payload) {
                     Ok(view) => return Ok(self.install(view)),
-                    Err(e) => why.push(format!("seed {seed}: {e}")),
+                    Err(e) => why.push(RefreshError::Node { node: format!("seed {seed}"), source: Box::new(e) }),
                 },
-                Err(e) => why.push(e.to_string()),
+                Err(e) => why.push(e.into()),
             }
         }
-        Err(format!("no node told its members: {}", why.join("; ")))
+        Err(RefreshError::NoneAnswered { tried: why })
     }
 
     fn install(&self, view: Arc<RingView>) -> Arc<RingView> {
@@ -151,7 +175,7 @@ impl Client {
         let timeout = self.timeouts.page_timeout.0;
         let result = match self.pool.exchange(from, &Request::Members, timeout, |_| Ok(())).await {
             Ok((head, payload)) => parse_members(head, &payload).map(|view| drop(self.install(view))),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         };
         *last = Some(Instant::now());
         if let Err(e) = result {

@@ -6,8 +6,10 @@
 //! distinct node; then read the origin directly. An owner that has not answered within
 //! `hedge_after` gets company: the next node is asked for the page if it has it cached (a peek:
 //! no origin GET), and the first good answer wins (`hedge.rs`: at most about one extra request
-//! in ten); an owner slow three times in a row is set aside, and reads waiting on it move on. Only a node answer whose length matches the
-//! object size it reports and whose digest, bound to the request, matches the bytes is used.
+//! in ten); an owner slow three times in a row is set aside, and reads waiting on it move on.
+//! Only a node answer whose length matches the object size it reports and whose digest, bound
+//! to the request, matches the bytes is used. One piece's walk is `read_piece.rs`; this file
+//! holds [`Client`], its construction, the whole-range read and the status requests.
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
@@ -24,22 +26,15 @@ use crate::{
     tls::{self, TlsError},
 };
 use cache_proto::{
-    digest::page_digest,
     key::{ObjectKey, Volume},
-    page::{Piece, pieces},
-    ring::{Member, page_point},
-    wire::{Get, NodeStatus, Request, ResponseHead, Tier, WireError},
+    page::pieces,
+    ring::Member,
+    wire::{NodeStatus, Request, ResponseHead, Status},
 };
 
 /// Largest range one `read` call may ask for.
 pub const MAX_READ_LEN: u64 = 256 << 20;
-/// Nodes asked for a page before the origin: the owner and the next one on the ring.
-pub const NODE_TRIES: usize = 2;
-/// A hedge whose peek missed asks the next node for the page itself after this many
-/// `hedge_after`s in all.
-const ESCALATE: u32 = 4;
-/// How often a read waiting on a slow node checks whether that node has been set aside.
-const SET_ASIDE_POLL: Duration = Duration::from_millis(100);
+pub use crate::read_piece::NODE_TRIES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -66,6 +61,19 @@ pub enum ReadError {
     Origin(#[from] OriginError),
 }
 
+/// Why a `Status` or `Drain` request to a node got no status.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    #[error("bad status JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("refused ({}): {message}", status.as_str())]
+    Refused { status: Status, message: String },
+    #[error("not a status answer to a status request")]
+    NotAStatus,
+}
+
 /// How one page of a read was served.
 #[derive(Debug, Clone)]
 pub struct PageTrace {
@@ -89,18 +97,11 @@ pub struct Client {
     pub(crate) volumes: HashMap<Volume, ClientVolume>,
     pub(crate) page_size: u32,
     pub(crate) timeouts: ClientSection,
-    stats: ClientStats,
-    hedges: HedgeBudget,
+    pub(crate) stats: ClientStats,
+    pub(crate) hedges: HedgeBudget,
     /// Off only to prove that the checker catches what the digest would have (`cache-bench
     /// check --no-verify-digests`); never in a mount.
-    verify_digests: bool,
-}
-
-struct PieceRead {
-    bytes: Bytes,
-    object_size: u64,
-    etag: Option<String>,
-    trace: PageTrace,
+    pub(crate) verify_digests: bool,
 }
 
 /// A read with what is known about the object: its size and ETag, and how each page was served.
@@ -110,22 +111,6 @@ pub struct ObjectRead {
     pub object_size: u64,
     pub etag: Option<String>,
     pub pages: Vec<PageTrace>,
-}
-
-/// A node's checked answer for one piece.
-struct NodePage {
-    bytes: Bytes,
-    object_size: u64,
-    tier: Tier,
-    etag: Option<String>,
-    epoch: u64,
-}
-
-/// Why a node's answer was not used.
-enum Pass {
-    Exchange(ExchangeError),
-    Refused { status: &'static str, message: String },
-    Corrupt,
 }
 
 impl Client {
@@ -270,211 +255,24 @@ impl Client {
         }
     }
 
-    async fn read_piece(
-        &self,
-        volume: &Volume,
-        cv: &ClientVolume,
-        key: &ObjectKey,
-        piece: Piece,
-    ) -> Result<PieceRead, ReadError> {
-        let get = Get {
-            volume: volume.clone(),
-            token: cv.token.clone(),
-            key: key.clone(),
-            page_size: self.page_size,
-            page: piece.page,
-            start: piece.start,
-            len: piece.len,
-        };
-        // A hedge asks for the whole page, and only if it is cached.
-        let peek = Request::Peek(Get { start: 0, len: self.page_size, ..get.clone() });
-        let request = Request::Get(get);
-        let mut passed_over = Vec::new();
-        self.ensure_ring().await;
-        let view = self.ring();
-        let nodes: Vec<&Member> =
-            view.ring.walk(page_point(volume, key, piece.page)).take(NODE_TRIES).map(|i| view.ring.member(i)).collect();
-        let pass_over = |member: &Member, pass: Pass, passed_over: &mut Vec<String>| {
-            let id = &member.id;
-            let (label, why) = match pass {
-                Pass::Exchange(e) => (e.reason().to_owned(), e.to_string()),
-                Pass::Refused { status, message } => {
-                    (format!("refused_{status}"), format!("node {id} refused: {message}"))
-                }
-                Pass::Corrupt => ("corrupt".to_owned(), format!("node {id} sent bytes that fail their digest")),
-            };
-            tracing::debug!(%volume, %key, page = piece.page, %why, "passing over a node");
-            self.stats.record_fallback(&label);
-            passed_over.push(why);
-        };
-        let ask = |member| self.ask(member, &request, volume, key, piece);
-        let mut next = 0;
-        while next < nodes.len() {
-            let primary = nodes[next];
-            next += 1;
-            self.hedges.earn();
-            let mut first = std::pin::pin!(ask(primary));
-            let hedge_after = self.timeouts.hedge_after.0;
-            let may_wait = !hedge_after.is_zero();
-            let early = tokio::select! {
-                r = &mut first => Some(r),
-                _ = tokio::time::sleep(hedge_after), if may_wait => None,
-            };
-            let (member, result) = match early {
-                Some(r) => (primary, r),
-                None => {
-                    // The owner is slow. Enough of these and it is set aside (probed again
-                    // later); a read waiting on it then gives up on it. Meanwhile, within the
-                    // budget, the next node is asked for the page if it has it cached (a peek
-                    // adds no origin GET), and after ESCALATE x hedge_after for the page itself
-                    // (a full get: a cold page costs a second origin GET, so it waits longer).
-                    // The first good answer wins.
-                    let backup = nodes.get(next).copied();
-                    if backup.is_some() {
-                        // Only where there is another node to go to: setting the last one aside
-                        // would send every read to the origin.
-                        self.pool.note_slow(primary);
-                    }
-                    let hedge = async {
-                        let Some(b) = backup.filter(|_| self.hedges.try_spend()) else {
-                            return std::future::pending().await;
-                        };
-                        self.stats.record_fallback("hedged");
-                        if let Ok(page) = self.ask(b, &peek, volume, key, piece).await {
-                            return (b, page);
-                        }
-                        tokio::time::sleep(hedge_after * (ESCALATE - 1)).await;
-                        if !self.hedges.try_spend() {
-                            return std::future::pending().await;
-                        }
-                        self.stats.record_fallback("hedge_escalated");
-                        match ask(b).await {
-                            Ok(page) => (b, page),
-                            Err(_) => std::future::pending().await,
-                        }
-                    };
-                    let set_aside = async {
-                        if backup.is_none() {
-                            return std::future::pending().await;
-                        }
-                        while !self.pool.is_set_aside(primary) {
-                            tokio::time::sleep(SET_ASIDE_POLL).await;
-                        }
-                    };
-                    tokio::select! {
-                        r = &mut first => (primary, r),
-                        (b, page) = hedge => {
-                            self.stats.record_fallback("hedge_won");
-                            passed_over.push(format!("node {} slower than {hedge_after:?}", primary.id));
-                            (b, Ok(page))
-                        }
-                        () = set_aside => {
-                            let node = primary.id.to_string();
-                            (primary, Err(Pass::Exchange(ExchangeError::SetAside { node })))
-                        }
-                    }
-                }
-            };
-            match result {
-                Ok(NodePage { bytes, object_size, tier, etag, epoch }) => {
-                    self.note_epoch(epoch, member).await;
-                    let source = Source::Node { id: member.id.to_string(), tier };
-                    self.stats.record_source(&source);
-                    let trace = PageTrace { page: piece.page, source, passed_over };
-                    return Ok(PieceRead { bytes, object_size, etag, trace });
-                }
-                Err(pass) => {
-                    // The node read the origin and it failed (or has no such object): the next
-                    // node would only repeat that GET. Ask the origin once ourselves instead (a
-                    // node is never trusted to fail a read).
-                    let origin_said_no = matches!(&pass, Pass::Refused { status: "not_found" | "origin_failed", .. });
-                    pass_over(member, pass, &mut passed_over);
-                    if origin_said_no {
-                        break;
-                    }
-                }
-            }
-        }
-        let start = piece.offset(self.page_size);
-        let after = self.timeouts.origin_timeout.0;
-        let (bytes, object_size, etag) =
-            match tokio::time::timeout(after, cv.origin.get_range(key, start..start + u64::from(piece.len))).await {
-                Err(_) => return Err(ReadError::OriginTimeout { key: key.to_string(), after }),
-                Ok(Ok(read)) => (read.bytes, read.object_size, read.etag),
-                Ok(Err(OriginError::OutOfRange { size, .. })) => (Bytes::new(), size, None),
-                Ok(Err(e)) => return Err(e.into()),
-            };
-        self.stats.record_source(&Source::Origin);
-        let trace = PageTrace { page: piece.page, source: Source::Origin, passed_over };
-        Ok(PieceRead { bytes, object_size, etag, trace })
-    }
-
-    /// One node's answer for one piece, checked: the length must be what the object size it
-    /// reports implies, and the digest must match the bytes and the request.
-    async fn ask(
-        &self,
-        member: &Member,
-        request: &Request,
-        volume: &Volume,
-        key: &ObjectKey,
-        piece: Piece,
-    ) -> Result<NodePage, Pass> {
-        // A peek answers with the whole page; it is checked whole, then cut to the piece.
-        let whole = matches!(request, Request::Peek(_));
-        let (start, len) = if whole { (0, self.page_size) } else { (piece.start, piece.len) };
-        let offset = piece.page * u64::from(self.page_size) + u64::from(start);
-        let expected = |size: u64| size.saturating_sub(offset).min(u64::from(len));
-        let accept = |head: &ResponseHead| match head {
-            ResponseHead::Page(p) if u64::from(p.len) != expected(p.object_size) => Err(WireError::Range(format!(
-                "{} bytes for a piece that should have {}",
-                p.len,
-                expected(p.object_size)
-            ))),
-            _ => Ok(()),
-        };
-        let (head, payload) =
-            self.pool.exchange(member, request, self.timeouts.page_timeout.0, accept).await.map_err(Pass::Exchange)?;
-        match head {
-            ResponseHead::Page(p) => {
-                if self.verify_digests && page_digest(volume, key, piece.page, start, &payload) != p.digest {
-                    return Err(Pass::Corrupt);
-                }
-                let bytes = if whole {
-                    let from = (piece.start as usize).min(payload.len());
-                    payload.slice(from..(from + piece.len as usize).min(payload.len()))
-                } else {
-                    payload
-                };
-                Ok(NodePage { bytes, object_size: p.object_size, tier: p.tier, etag: p.etag, epoch: p.epoch })
-            }
-            ResponseHead::Error(e) => Err(Pass::Refused { status: e.status.as_str(), message: e.message }),
-            ResponseHead::Status { .. } | ResponseHead::Warm { .. } => {
-                Err(Pass::Refused { status: "protocol", message: "status answer to a get".into() })
-            }
-        }
-    }
-
     /// Counters of `member`, asked over QUIC.
-    pub async fn node_status(&self, member: &Member) -> Result<NodeStatus, String> {
+    pub async fn node_status(&self, member: &Member) -> Result<NodeStatus, StatusError> {
         self.status_request(member, &Request::Status).await
     }
 
     /// Takes `member` off the ring (its answer is its status once draining). The node refuses
     /// unless this client's certificate is one of its operators.
-    pub async fn drain(&self, member: &Member) -> Result<NodeStatus, String> {
+    pub async fn drain(&self, member: &Member) -> Result<NodeStatus, StatusError> {
         self.status_request(member, &Request::Drain).await
     }
 
-    async fn status_request(&self, member: &Member, request: &Request) -> Result<NodeStatus, String> {
+    async fn status_request(&self, member: &Member, request: &Request) -> Result<NodeStatus, StatusError> {
         let timeout = self.timeouts.page_timeout.0;
-        let (head, payload) =
-            self.pool.exchange(member, request, timeout, |_| Ok(())).await.map_err(|e| e.to_string())?;
+        let (head, payload) = self.pool.exchange(member, request, timeout, |_| Ok(())).await?;
         match head {
-            ResponseHead::Status { .. } => {
-                serde_json::from_slice(&payload).map_err(|e| format!("bad status JSON: {e}"))
-            }
-            ResponseHead::Error(e) => Err(format!("refused ({}): {}", e.status.as_str(), e.message)),
-            ResponseHead::Page(_) | ResponseHead::Warm { .. } => Err("not a status answer to a status request".into()),
+            ResponseHead::Status { .. } => serde_json::from_slice(&payload).map_err(StatusError::Json),
+            ResponseHead::Error(e) => Err(StatusError::Refused { status: e.status, message: e.message }),
+            ResponseHead::Page(_) | ResponseHead::Warm { .. } => Err(StatusError::NotAStatus),
         }
     }
 }

@@ -12,6 +12,13 @@
 //!     └ origin/             on any cache failure: the object store itself
 //! ```
 //!
+//! Beside the read path: `ring_source.rs` keeps the ring (static, or asked of the nodes) and
+//! refreshes it; `stats.rs` counts sources and [`Fallback`]s; `warm.rs` asks owners to fill,
+//! check or evict pages (`cachectl warmup`); `tls.rs` loads the PEM files and builds the one
+//! server and one client QUIC config, given a certificate resolver (`tls_reload.rs`: a node's
+//! certificate replaced without a restart) or a server-certificate verifier (`node_cert.rs`:
+//! any node of the cluster, for seeds and gossip).
+//!
 //! `config` and `hedge` do no I/O either; they live here because only processes that do I/O
 //! read config files.
 
@@ -21,10 +28,13 @@ pub mod hedge;
 pub mod node_cert;
 pub mod origin;
 pub mod pool;
+mod read_piece;
 pub mod ring_source;
 pub mod stats;
 pub mod tls;
 pub mod tls_reload;
 pub mod warm;
 
-pub use client::{Client, ClientError, ObjectRead, PageTrace, ReadError};
+pub use client::{Client, ClientError, ObjectRead, PageTrace, ReadError, StatusError};
+pub use ring_source::RefreshError;
+pub use stats::Fallback;

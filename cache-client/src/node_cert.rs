@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use quinn::crypto::rustls::QuicClientConfig;
 use rustls::{
     CertificateError, DigitallySignedStruct, SignatureScheme,
     client::{
@@ -22,7 +21,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::tls::{ALPN, TlsError, TlsFiles, provider};
+use crate::tls::{TlsError, TlsFiles, provider};
 use cache_proto::key::NodeId;
 
 /// The first DNS name of a certificate that is a valid node id.
@@ -93,22 +92,20 @@ fn any_node(files: &TlsFiles) -> Result<AnyNode, TlsError> {
         .map_err(|e| TlsError::Verifier(e.to_string()))
 }
 
-/// A client config that connects to any node of the cluster (the server name is not checked;
-/// the certificate must still be a node certificate signed by the CA) and presents `files`'
-/// certificate.
+/// A server-certificate check for [`crate::tls::quic_client_config`] that accepts any node of
+/// the cluster: the server name is not checked, the certificate must still be a node certificate
+/// signed by the CA.
+pub fn any_node_verifier(files: &TlsFiles) -> Result<Arc<dyn ServerCertVerifier>, TlsError> {
+    Ok(Arc::new(any_node(files)?))
+}
+
+/// [`crate::tls::quic_client_config`] that connects to any node of the cluster and presents
+/// `files`' certificate.
 pub fn any_node_client_config(
     files: &TlsFiles,
     transport: Arc<quinn::TransportConfig>,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(any_node(files)?))
-        .with_client_auth_cert(files.chain.clone(), files.key.clone_key())?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
-    config.transport_config(transport);
-    Ok(config)
+    crate::tls::quic_client_config(any_node_verifier(files)?, Some(files), transport)
 }
 
 /// The peer's certificate chain, as quinn keeps it after a rustls handshake.

@@ -16,6 +16,8 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
+use crate::stats::Fallback;
+
 use cache_proto::{
     key::NodeId,
     ring::Member,
@@ -52,13 +54,18 @@ pub enum ExchangeError {
 impl ExchangeError {
     /// A short label for counters and traces.
     pub fn reason(&self) -> &'static str {
+        self.fallback().as_str()
+    }
+
+    /// The counter this failure counts under.
+    pub fn fallback(&self) -> Fallback {
         match self {
-            Self::SetAside { .. } => "set_aside",
-            Self::Connect { .. } => "connect",
-            Self::Timeout { .. } => "timeout",
-            Self::Connection { .. } => "connection",
-            Self::Stream { .. } => "stream",
-            Self::Wire { .. } => "protocol",
+            Self::SetAside { .. } => Fallback::SetAside,
+            Self::Connect { .. } => Fallback::Connect,
+            Self::Timeout { .. } => Fallback::Timeout,
+            Self::Connection { .. } => Fallback::Connection,
+            Self::Stream { .. } => Fallback::Stream,
+            Self::Wire { .. } => Fallback::Protocol,
         }
     }
 }

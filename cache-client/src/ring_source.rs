@@ -5,6 +5,10 @@
 //! from any node. Refreshes are one at a time and at most one per [`MIN_REFRESH_INTERVAL`], so
 //! nodes that briefly disagree cannot make a client spin.
 //!
+//! `RingSource` owns the refresh logic and is given the client's pool for each request; the
+//! `impl Client` block at the end is the public face (`ring`, `refresh_members`) and the hooks
+//! the read path calls (`ensure_ring`, `note_epoch`).
+//!
 //! A stale ring is safe: a wrong owner answers from its cache or reads the origin (a miss, not a
 //! wrong byte), and a member that is gone fails over to the next one, then to the origin.
 
@@ -19,11 +23,12 @@ use tokio::sync::Mutex;
 use crate::{
     Client,
     config::{ClusterConfig, Membership},
+    pool::{ExchangeError, Pool},
 };
 use cache_proto::{
-    members::RingView,
+    members::{MembersError, RingView},
     ring::Member,
-    wire::{MembersAnswer, Request, ResponseHead},
+    wire::{MembersAnswer, Request, ResponseHead, Status},
 };
 
 /// Least time between two refreshes of a client's ring.
@@ -60,62 +65,77 @@ impl RingSource {
     }
 }
 
+/// Why a ring could not be had from the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    #[error("bad members JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error(transparent)]
+    Members(#[from] MembersError),
+    #[error("refused ({}): {message}", status.as_str())]
+    Refused { status: Status, message: String },
+    #[error("not a members answer: {0:?}")]
+    NotMembers(ResponseHead),
+    /// A member (its id) or a seed (`seed <addr>`) answered with something unusable.
+    #[error("{node}: {source}")]
+    Node { node: String, source: Box<RefreshError> },
+    #[error("no node told its members: {}", join(.tried))]
+    NoneAnswered { tried: Vec<RefreshError> },
+}
+
+fn join(errors: &[RefreshError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 /// Parses a `Members` answer into a ring.
-fn parse_members(head: ResponseHead, payload: &[u8]) -> Result<Arc<RingView>, String> {
+fn parse_members(head: ResponseHead, payload: &[u8]) -> Result<Arc<RingView>, RefreshError> {
     match head {
         ResponseHead::Status { .. } => {
-            let answer: MembersAnswer =
-                serde_json::from_slice(payload).map_err(|e| format!("bad members JSON: {e}"))?;
-            RingView::from_answer(answer).map_err(|e| e.to_string())
+            let answer: MembersAnswer = serde_json::from_slice(payload).map_err(RefreshError::Json)?;
+            Ok(RingView::from_answer(answer)?)
         }
-        ResponseHead::Error(e) => Err(format!("refused ({}): {}", e.status.as_str(), e.message)),
-        other => Err(format!("not a members answer: {other:?}")),
+        ResponseHead::Error(e) => Err(RefreshError::Refused { status: e.status, message: e.message }),
+        other => Err(RefreshError::NotMembers(other)),
     }
 }
 
-impl Client {
-    /// The ring this client routes by, with its members and epoch.
-    pub fn ring(&self) -> Arc<RingView> {
-        self.ring_source.current()
-    }
-
+impl RingSource {
     /// Asks the cluster for its members (gossip membership; static membership keeps its list):
     /// the members this client knows first, then the seeds. Returns the ring in use afterwards.
-    pub async fn refresh_members(&self) -> Result<Arc<RingView>, String> {
-        let source = &self.ring_source;
-        if source.membership == Membership::Static {
-            return Ok(source.current());
+    async fn refresh(&self, pool: &Pool, timeout: Duration) -> Result<Arc<RingView>, RefreshError> {
+        if self.membership == Membership::Static {
+            return Ok(self.current());
         }
-        let timeout = self.timeouts.page_timeout.0;
         let mut why = Vec::new();
-        for m in &source.current().members {
+        for m in &self.current().members {
             let member = Member { id: m.id.clone(), addr: m.addr, weight: m.weight };
-            match self.pool.exchange(&member, &Request::Members, timeout, |_| Ok(())).await {
+            match pool.exchange(&member, &Request::Members, timeout, |_| Ok(())).await {
                 Ok((head, payload)) => match parse_members(head, &payload) {
-                    Ok(view) => return Ok(self.install(view)),
-                    Err(e) => why.push(format!("{}: {e}", m.id)),
+                    Ok(view) => return Ok(self.install(pool, view)),
+                    Err(e) => why.push(RefreshError::Node { node: m.id.to_string(), source: Box::new(e) }),
                 },
-                Err(e) => why.push(e.to_string()),
+                Err(e) => why.push(e.into()),
             }
         }
-        for &seed in &source.seeds {
-            match self.pool.ask_addr(&source.seed_config, seed, &Request::Members, timeout).await {
+        for &seed in &self.seeds {
+            match pool.ask_addr(&self.seed_config, seed, &Request::Members, timeout).await {
                 Ok((head, payload)) => match parse_members(head, &payload) {
-                    Ok(view) => return Ok(self.install(view)),
-                    Err(e) => why.push(format!("seed {seed}: {e}")),
+                    Ok(view) => return Ok(self.install(pool, view)),
+                    Err(e) => why.push(RefreshError::Node { node: format!("seed {seed}"), source: Box::new(e) }),
                 },
-                Err(e) => why.push(e.to_string()),
+                Err(e) => why.push(e.into()),
             }
         }
-        Err(format!("no node told its members: {}", why.join("; ")))
+        Err(RefreshError::NoneAnswered { tried: why })
     }
 
-    fn install(&self, view: Arc<RingView>) -> Arc<RingView> {
-        let source = &self.ring_source;
-        let mut current = source.view.write().unwrap_or_else(|e| e.into_inner());
+    fn install(&self, pool: &Pool, view: Arc<RingView>) -> Arc<RingView> {
+        let mut current = self.view.write().unwrap_or_else(|e| e.into_inner());
         if current.epoch != view.epoch {
             tracing::info!(epoch = format_args!("{:016x}", view.epoch), members = view.members.len(), "ring changed");
-            self.pool.retain(|id| view.get(id.as_str()).is_some());
+            pool.retain(|id| view.get(id.as_str()).is_some());
             *current = view;
         }
         current.clone()
@@ -124,13 +144,13 @@ impl Client {
     /// Before a read: a gossip client that has no ring yet asks for one, and reads that start
     /// meanwhile wait for it (if no node answers, reads go to the origin, and a read after
     /// [`MIN_REFRESH_INTERVAL`] asks again).
-    pub(crate) async fn ensure_ring(&self) {
-        if self.ring_source.membership != Membership::Gossip || !self.ring().members.is_empty() {
+    async fn ensure(&self, pool: &Pool, timeout: Duration) {
+        if self.membership != Membership::Gossip || !self.current().members.is_empty() {
             return;
         }
-        let mut last = self.ring_source.last_refresh.lock().await;
-        if self.ring().members.is_empty() && !last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
-            if let Err(e) = self.refresh_members().await {
+        let mut last = self.last_refresh.lock().await;
+        if self.current().members.is_empty() && !last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
+            if let Err(e) = self.refresh(pool, timeout).await {
                 tracing::warn!(error = %e, "no ring yet; reading the origin");
             }
             *last = Some(Instant::now());
@@ -140,22 +160,46 @@ impl Client {
     /// After an answer from `from` that carried `epoch`: refresh the ring from `from` (alive, and
     /// it knows the newer ring) if it has another epoch, unless a refresh is running or ran
     /// within [`MIN_REFRESH_INTERVAL`]; the read goes on either way.
-    pub(crate) async fn note_epoch(&self, epoch: u64, from: &Member) {
-        if self.ring_source.membership != Membership::Gossip || epoch == self.ring().epoch {
+    async fn note_epoch(&self, pool: &Pool, timeout: Duration, epoch: u64, from: &Member) {
+        if self.membership != Membership::Gossip || epoch == self.current().epoch {
             return;
         }
-        let Ok(mut last) = self.ring_source.last_refresh.try_lock() else { return };
+        let Ok(mut last) = self.last_refresh.try_lock() else { return };
         if last.is_some_and(|t| t.elapsed() < MIN_REFRESH_INTERVAL) {
             return;
         }
-        let timeout = self.timeouts.page_timeout.0;
-        let result = match self.pool.exchange(from, &Request::Members, timeout, |_| Ok(())).await {
-            Ok((head, payload)) => parse_members(head, &payload).map(|view| drop(self.install(view))),
-            Err(e) => Err(e.to_string()),
+        let result = match pool.exchange(from, &Request::Members, timeout, |_| Ok(())).await {
+            Ok((head, payload)) => parse_members(head, &payload).map(|view| drop(self.install(pool, view))),
+            Err(e) => Err(e.into()),
         };
         *last = Some(Instant::now());
         if let Err(e) = result {
             tracing::debug!(error = %e, "ring refresh failed");
         }
+    }
+}
+
+/// The ring half of [`Client`]: each call hands `RingSource` the client's pool and its
+/// `page_timeout` for the `Members` requests.
+impl Client {
+    /// The ring this client routes by, with its members and epoch.
+    pub fn ring(&self) -> Arc<RingView> {
+        self.ring_source.current()
+    }
+
+    /// Asks the cluster for its members (gossip membership; static membership keeps its list):
+    /// the members this client knows first, then the seeds. Returns the ring in use afterwards.
+    pub async fn refresh_members(&self) -> Result<Arc<RingView>, RefreshError> {
+        self.ring_source.refresh(&self.pool, self.timeouts.page_timeout.0).await
+    }
+
+    /// See `RingSource::ensure`.
+    pub(crate) async fn ensure_ring(&self) {
+        self.ring_source.ensure(&self.pool, self.timeouts.page_timeout.0).await
+    }
+
+    /// See `RingSource::note_epoch`.
+    pub(crate) async fn note_epoch(&self, epoch: u64, from: &Member) {
+        self.ring_source.note_epoch(&self.pool, self.timeouts.page_timeout.0, epoch, from).await
     }
 }

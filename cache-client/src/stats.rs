@@ -6,7 +6,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use cache_proto::wire::Tier;
+use cache_proto::wire::{Status, Tier};
 
 /// Where a page came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,14 +27,75 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// Why a node's answer was not used, or a hedge went out: the `fallback_<label>` counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fallback {
+    /// The owner was slower than `hedge_after`: the next node was peeked.
+    Hedged,
+    /// The peek missed: the next node was asked for the page itself.
+    HedgeEscalated,
+    /// The hedge answered before the owner.
+    HedgeWon,
+    /// The node's bytes failed their digest.
+    Corrupt,
+    /// The node answered with an error status.
+    Refused(Status),
+    /// The node answered a get with something that is not a page.
+    NotAPage,
+    /// The node was set aside after a recent failure (`ExchangeError::SetAside`).
+    SetAside,
+    /// No connection to the node.
+    Connect,
+    /// The node did not answer within the deadline.
+    Timeout,
+    /// The connection was lost.
+    Connection,
+    /// The stream failed.
+    Stream,
+    /// The node sent a bad frame.
+    Protocol,
+}
+
+impl Fallback {
+    /// The counter label: `hedged`, `corrupt`, `refused_<status>`, `timeout`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hedged => "hedged",
+            Self::HedgeEscalated => "hedge_escalated",
+            Self::HedgeWon => "hedge_won",
+            Self::Corrupt => "corrupt",
+            Self::Refused(status) => match status {
+                Status::Ok => "refused_ok",
+                Status::NotFound => "refused_not_found",
+                Status::Unauthorized => "refused_unauthorized",
+                Status::UnknownVolume => "refused_unknown_volume",
+                Status::BadRequest => "refused_bad_request",
+                Status::OriginFailed => "refused_origin_failed",
+                Status::Busy => "refused_busy",
+                Status::Internal => "refused_internal",
+                Status::NotCached => "refused_not_cached",
+                Status::Forbidden => "refused_forbidden",
+                Status::Streamed => "refused_streamed",
+            },
+            Self::NotAPage => "refused_protocol",
+            Self::SetAside => "set_aside",
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+            Self::Stream => "stream",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct ClientStats {
     pub node_memory: AtomicU64,
     pub node_disk: AtomicU64,
     pub node_miss: AtomicU64,
     pub origin_fallback: AtomicU64,
-    /// Times a node was passed over, by reason (`connect`, `timeout`, `refused_unauthorized`, ...).
-    fallbacks: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Times a node was passed over (or hedged), by [`Fallback`] label.
+    fallbacks: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl ClientStats {
@@ -48,9 +109,9 @@ impl ClientStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn record_fallback(&self, reason: &str) {
+    pub fn record_fallback(&self, reason: Fallback) {
         if let Ok(mut m) = self.fallbacks.lock() {
-            *m.entry(reason.to_owned()).or_default() += 1;
+            *m.entry(reason.as_str()).or_default() += 1;
         }
     }
 
@@ -69,5 +130,28 @@ impl ClientStats {
             out.extend(m.iter().map(|(k, v)| (format!("fallback_{k}"), *v)));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_labels_are_the_status_names() {
+        for status in (0..=u8::MAX).filter_map(|v| Status::try_from(v).ok()) {
+            assert_eq!(Fallback::Refused(status).as_str(), format!("refused_{}", status.as_str()));
+        }
+    }
+
+    #[test]
+    fn snapshot_keys_are_fallback_labels() {
+        let stats = ClientStats::default();
+        stats.record_fallback(Fallback::HedgeWon);
+        stats.record_fallback(Fallback::Refused(Status::Unauthorized));
+        stats.record_fallback(Fallback::Refused(Status::Unauthorized));
+        let snap = stats.snapshot();
+        assert_eq!(snap.get("fallback_hedge_won"), Some(&1));
+        assert_eq!(snap.get("fallback_refused_unauthorized"), Some(&2));
     }
 }

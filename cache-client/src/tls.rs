@@ -10,9 +10,10 @@ use std::{fmt, io, path::Path, path::PathBuf, sync::Arc, time::Duration};
 use quinn::crypto::rustls::{NoInitialCipherSuite, QuicClientConfig, QuicServerConfig};
 use rustls::{
     RootCertStore,
+    client::{WebPkiServerVerifier, danger::ServerCertVerifier},
     crypto::{CryptoProvider, aws_lc_rs},
-    server::WebPkiClientVerifier,
-    sign::CertifiedKey,
+    server::{ResolvesServerCert, WebPkiClientVerifier},
+    sign::{CertifiedKey, SingleCertAndKey},
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
@@ -75,6 +76,25 @@ impl TlsFiles {
             .map_err(|source| TlsError::KeyMismatch { cert: cfg.cert.clone(), key: cfg.key.clone(), source })?;
         Ok(Self { paths: cfg.clone(), roots: Arc::new(roots), chain, key })
     }
+
+    /// This process's certificate and key, ready to sign handshakes.
+    pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, TlsError> {
+        CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), &provider())
+            .map(Arc::new)
+            .map_err(TlsError::Rustls)
+    }
+
+    /// A resolver that always presents this process's certificate.
+    pub fn fixed_cert(&self) -> Result<Arc<dyn ResolvesServerCert>, TlsError> {
+        Ok(Arc::new(SingleCertAndKey::from(self.certified_key()?)))
+    }
+
+    /// Checks a server's certificate: signed by the CA, issued for the name connected to.
+    pub fn ca_verifier(&self) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+        WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider())
+            .build()
+            .map_err(|e| TlsError::Verifier(format!("{}: {e}", self.paths.ca.display())))
+    }
 }
 
 /// All certificates of a PEM file (at least one).
@@ -101,9 +121,13 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
 }
 
-/// Server side of a node: requires a client certificate signed by the CA (WebPkiClientVerifier), ALPN, TLS1.3.
-pub fn server_config(
+/// The one server builder: a node's side of a connection. Requires a client certificate signed
+/// by the CA (WebPkiClientVerifier), TLS 1.3, ALPN; presents the certificate `certs` resolves: a
+/// fixed one ([`TlsFiles::fixed_cert`]) or one replaced without a restart
+/// ([`crate::tls_reload::CertReloader::resolver`]).
+pub fn quic_server_config(
     files: &TlsFiles,
+    certs: Arc<dyn ResolvesServerCert>,
     transport: Arc<quinn::TransportConfig>,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let provider = provider();
@@ -113,7 +137,7 @@ pub fn server_config(
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(files.chain.clone(), files.key.clone_key())?;
+        .with_cert_resolver(certs);
     tls.alpn_protocols = vec![ALPN.to_vec()];
     // 0-RTT stays off (max_early_data_size 0): early data is replayable and skips mTLS.
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
@@ -121,23 +145,26 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Client side: trusts only the CA, presents its own certificate, ALPN.
-pub fn client_config(
+/// [`quic_server_config`] presenting `files`' own certificate.
+pub fn server_config(
     files: &TlsFiles,
     transport: Arc<quinn::TransportConfig>,
-) -> Result<quinn::ClientConfig, TlsError> {
-    quic_client(&files.roots, Some(files), transport)
+) -> Result<quinn::ServerConfig, TlsError> {
+    quic_server_config(files, files.fixed_cert()?, transport)
 }
 
-/// A client that trusts `roots` and presents `identity`'s certificate (tests also try none).
-fn quic_client(
-    roots: &Arc<RootCertStore>,
+/// The one client builder: checks the server's certificate with `verifier` (the CA's
+/// [`TlsFiles::ca_verifier`], or `node_cert`'s any-node check), presents `identity`'s
+/// certificate (tests also try none), TLS 1.3, ALPN.
+pub fn quic_client_config(
+    verifier: Arc<dyn ServerCertVerifier>,
     identity: Option<&TlsFiles>,
     transport: Arc<quinn::TransportConfig>,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots.clone());
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
     let mut tls = match identity {
         Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
         None => builder.with_no_client_auth(),
@@ -146,6 +173,14 @@ fn quic_client(
     let mut config = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     config.transport_config(transport);
     Ok(config)
+}
+
+/// [`quic_client_config`] that trusts only the CA and presents `files`' certificate.
+pub fn client_config(
+    files: &TlsFiles,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ClientConfig, TlsError> {
+    quic_client_config(files.ca_verifier()?, Some(files), transport)
 }
 
 /// Transport tuned for 4 MiB pages with many in flight. GSO stays on (the default, ~4x fewer
@@ -242,7 +277,8 @@ mod tests {
 
     /// A client that trusts `roots`' CA but presents `identity` (or no certificate at all).
     fn client_with(roots: &TlsFiles, identity: Option<&TlsFiles>) -> quinn::ClientConfig {
-        quic_client(&roots.roots, identity, Arc::new(transport_config())).expect("client config")
+        let verifier = roots.ca_verifier().expect("verifier");
+        quic_client_config(verifier, identity, Arc::new(transport_config())).expect("client config")
     }
 
     /// Node endpoint on 127.0.0.1:0 echoing every bidi stream; failed handshakes are reported.

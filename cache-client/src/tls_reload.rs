@@ -1,5 +1,5 @@
 //! A node's certificate, replaced without a restart: the node's TLS config resolves its
-//! certificate through [`CertReloader`], which re-reads the `[tls] cert` and `key` files when
+//! certificate through [`CertReloader::resolver`] (given to [`crate::tls::quic_server_config`]), which re-reads the `[tls] cert` and `key` files when
 //! their modification times change (the node checks every few seconds). New handshakes get the
 //! new certificate; connections already open keep the one they were made with. A file that
 //! does not load (half-written, a key that does not fit) is reported and the old certificate
@@ -12,15 +12,14 @@ use std::{
     time::SystemTime,
 };
 
-use quinn::crypto::rustls::QuicServerConfig;
 use rustls::{
-    server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
+    server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
 
 use crate::{
     config::TlsConfig,
-    tls::{ALPN, TlsError, TlsFiles, provider},
+    tls::{TlsError, TlsFiles},
 };
 
 #[derive(Debug)]
@@ -44,13 +43,21 @@ fn modified(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn certified(files: &TlsFiles) -> Result<Arc<CertifiedKey>, TlsError> {
-    CertifiedKey::from_der(files.chain.clone(), files.key.clone_key(), &provider())
-        .map(Arc::new)
-        .map_err(TlsError::Rustls)
-}
-
 impl CertReloader {
+    /// Starts with `files`' certificate, as loaded.
+    pub fn new(files: &TlsFiles) -> Result<Self, TlsError> {
+        let current = Arc::new(Current(RwLock::new(files.certified_key()?)));
+        let paths = files.paths.clone();
+        let stamps = (modified(&paths.cert), modified(&paths.key));
+        Ok(Self { current, paths, stamps })
+    }
+
+    /// What a server config resolves its certificate through
+    /// ([`crate::tls::quic_server_config`]): always the latest certificate loaded.
+    pub fn resolver(&self) -> Arc<dyn ResolvesServerCert> {
+        self.current.clone()
+    }
+
     /// Reloads the certificate if its files changed since the last load. `Ok(true)`: the new
     /// certificate is in use for new handshakes.
     pub fn reload_if_changed(&mut self) -> Result<bool, TlsError> {
@@ -59,35 +66,11 @@ impl CertReloader {
             return Ok(false);
         }
         let files = TlsFiles::load(&self.paths)?;
-        let key = certified(&files)?;
+        let key = files.certified_key()?;
         *self.current.0.write().unwrap_or_else(|e| e.into_inner()) = key;
         self.stamps = stamps;
         Ok(true)
     }
-}
-
-/// [`crate::tls::server_config`] whose certificate can be replaced through the returned
-/// [`CertReloader`].
-pub fn reloading_server_config(
-    files: &TlsFiles,
-    transport: Arc<quinn::TransportConfig>,
-) -> Result<(quinn::ServerConfig, CertReloader), TlsError> {
-    let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(files.roots.clone(), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Verifier(format!("{}: {e}", files.paths.ca.display())))?;
-    let current = Arc::new(Current(RwLock::new(certified(files)?)));
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
-        .with_cert_resolver(current.clone());
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    // 0-RTT stays off (max_early_data_size 0): early data is replayable and skips mTLS.
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
-    config.transport_config(transport);
-    let paths = files.paths.clone();
-    let stamps = (modified(&paths.cert), modified(&paths.key));
-    Ok((config, CertReloader { current, paths, stamps }))
 }
 
 #[cfg(test)]
@@ -98,7 +81,7 @@ mod tests {
     use rustls_pki_types::CertificateDer;
 
     use super::*;
-    use crate::tls::{client_config, transport_config};
+    use crate::tls::{client_config, quic_server_config, transport_config};
 
     fn files(dir: &Path, name: &str) -> TlsFiles {
         let file = |ext: &str| dir.join(format!("{name}.{ext}"));
@@ -122,8 +105,9 @@ mod tests {
     async fn a_renewed_certificate_serves_new_handshakes_and_open_connections_go_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         cachectl::certs::generate(dir.path(), &["a"], &["mount"], 1).expect("certs");
-        let (config, mut reloader) =
-            reloading_server_config(&files(dir.path(), "a"), Arc::new(transport_config())).expect("server");
+        let a = files(dir.path(), "a");
+        let mut reloader = CertReloader::new(&a).expect("certificate");
+        let config = quic_server_config(&a, reloader.resolver(), Arc::new(transport_config())).expect("server");
         let server = Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr: SocketAddr = server.local_addr().expect("addr");
         tokio::spawn(async move {

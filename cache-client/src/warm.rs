@@ -1,5 +1,7 @@
 //! [`Client::warm`]: ask a page's owner to fill, check or evict it, for `cachectl warmup`.
 //! Unlike reads there is no fallback: the point is the owner's cache, so a failure is reported.
+//! An `impl Client` block (with [`Client::list_objects`], the listing `cachectl warmup` walks):
+//! warming uses the client's ring, pool and volumes, and nothing else does.
 
 use crate::Client;
 use cache_proto::{

@@ -110,7 +110,8 @@ impl RunningNode {
         let id = node_id::resolve(config.node.id.as_ref(), &config.node.data_dir).map_err(StartError::NodeId)?;
         let files = tls::TlsFiles::load(&config.tls)?;
         let transport = Arc::new(tls::transport_config());
-        let (server_config, mut cert) = cache_client::tls_reload::reloading_server_config(&files, transport.clone())?;
+        let mut cert = cache_client::tls_reload::CertReloader::new(&files)?;
+        let server_config = tls::quic_server_config(&files, cert.resolver(), transport.clone())?;
 
         let mut volumes = HashMap::new();
         for v in &config.volume {

@@ -164,6 +164,7 @@ async fn drain_needs_an_operator_certificate() {
     let view = mount.refresh_members().await.expect("members from the seed");
     let a = view.get("a").expect("a");
     let err = mount.drain(&Member { id: a.id.clone(), addr: a.addr, weight: a.weight }).await.expect_err("refused");
+    let err = err.to_string();
     assert!(err.contains("forbidden") && err.contains("mount"), "{err}");
     let status = mount.node_status(&Member { id: a.id.clone(), addr: a.addr, weight: a.weight }).await.expect("status");
     assert_ne!(status.state, MemberState::Draining);

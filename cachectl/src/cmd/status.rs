@@ -59,7 +59,7 @@ async fn collect(client: &Client) -> (std::sync::Arc<RingView>, Vec<MemberStatus
             weight: info.weight,
             share,
             reachable: answer.is_ok(),
-            error: answer.as_ref().err().cloned(),
+            error: answer.as_ref().err().map(ToString::to_string),
             status: answer.ok(),
         })
         .collect();

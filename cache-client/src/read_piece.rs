@@ -1,0 +1,287 @@
+//! One piece of a [`Client::read`]: the page's owner, then the next distinct node on the ring,
+//! then the origin.
+//!
+//! ```text
+//!  read_piece      for the owner and the next node:
+//!    ask_with_hedge   ask one node; after hedge_after also `hedge` (peek the next node, then
+//!                     escalate to a get) and `wait_set_aside` (give up on a node set aside)
+//!    ask              send the request, check length and digest  -> NodePage or Pass
+//!    pass_over        count and trace why a node's answer was not used
+//!  origin_piece    the fallback: the origin itself
+//! ```
+//!
+//! A hedge costs at most about one extra request in ten (`hedge.rs`); an owner slow three times
+//! in a row is set aside by the pool, and reads waiting on it move on.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::{
+    Client,
+    client::{ClientVolume, PageTrace, ReadError},
+    origin::OriginError,
+    pool::ExchangeError,
+    stats::{Fallback, Source},
+};
+use cache_proto::{
+    digest::page_digest,
+    key::{ObjectKey, Volume},
+    page::Piece,
+    ring::{Member, page_point},
+    wire::{Get, Request, ResponseHead, Status, Tier, WireError},
+};
+
+/// Nodes asked for a page before the origin: the owner and the next one on the ring.
+pub const NODE_TRIES: usize = 2;
+/// A hedge whose peek missed asks the next node for the page itself after this many
+/// `hedge_after`s in all.
+const ESCALATE: u32 = 4;
+/// How often a read waiting on a slow node checks whether that node has been set aside.
+const SET_ASIDE_POLL: Duration = Duration::from_millis(100);
+
+/// One piece of a read, with where it came from.
+pub(crate) struct PieceRead {
+    pub(crate) bytes: Bytes,
+    pub(crate) object_size: u64,
+    pub(crate) etag: Option<String>,
+    pub(crate) trace: PageTrace,
+}
+
+/// A node's checked answer for one piece.
+struct NodePage {
+    bytes: Bytes,
+    object_size: u64,
+    tier: Tier,
+    etag: Option<String>,
+    epoch: u64,
+}
+
+/// Why a node's answer was not used.
+enum Pass {
+    Exchange(ExchangeError),
+    Refused {
+        status: Status,
+        message: String,
+    },
+    /// A get answered with something that is not a page.
+    NotAPage,
+    Corrupt,
+}
+
+impl Pass {
+    /// The node read the origin and it failed (or has no such object): the next node would only
+    /// repeat that GET.
+    fn origin_said_no(&self) -> bool {
+        matches!(self, Self::Refused { status: Status::NotFound | Status::OriginFailed, .. })
+    }
+}
+
+/// What is asked of each node for one piece.
+struct PieceAsk<'a> {
+    volume: &'a Volume,
+    key: &'a ObjectKey,
+    piece: Piece,
+    /// The piece itself.
+    get: Request,
+    /// A hedge asks for the whole page, and only if it is cached.
+    peek: Request,
+}
+
+impl Client {
+    /// One piece: the owner and the next node (each with a hedge), then the origin.
+    pub(crate) async fn read_piece(
+        &self,
+        volume: &Volume,
+        cv: &ClientVolume,
+        key: &ObjectKey,
+        piece: Piece,
+    ) -> Result<PieceRead, ReadError> {
+        let get = Get {
+            volume: volume.clone(),
+            token: cv.token.clone(),
+            key: key.clone(),
+            page_size: self.page_size,
+            page: piece.page,
+            start: piece.start,
+            len: piece.len,
+        };
+        let at = PieceAsk {
+            volume,
+            key,
+            piece,
+            peek: Request::Peek(Get { start: 0, len: self.page_size, ..get.clone() }),
+            get: Request::Get(get),
+        };
+        let mut passed_over = Vec::new();
+        self.ensure_ring().await;
+        let view = self.ring();
+        let nodes: Vec<&Member> =
+            view.ring.walk(page_point(volume, key, piece.page)).take(NODE_TRIES).map(|i| view.ring.member(i)).collect();
+        for (i, &primary) in nodes.iter().enumerate() {
+            let backup = nodes.get(i + 1).copied();
+            match self.ask_with_hedge(&at, primary, backup, &mut passed_over).await {
+                (member, Ok(NodePage { bytes, object_size, tier, etag, epoch })) => {
+                    self.note_epoch(epoch, member).await;
+                    let source = Source::Node { id: member.id.to_string(), tier };
+                    self.stats.record_source(&source);
+                    let trace = PageTrace { page: piece.page, source, passed_over };
+                    return Ok(PieceRead { bytes, object_size, etag, trace });
+                }
+                (member, Err(pass)) => {
+                    // Ask the origin once ourselves instead (a node is never trusted to fail a
+                    // read).
+                    let origin_said_no = pass.origin_said_no();
+                    self.pass_over(&at, member, pass, &mut passed_over);
+                    if origin_said_no {
+                        break;
+                    }
+                }
+            }
+        }
+        self.origin_piece(cv, key, piece, passed_over).await
+    }
+
+    /// Asks `primary`; if it has not answered within `hedge_after`, also hedges to `backup` and
+    /// watches for `primary` being set aside. The first good answer wins; the member returned
+    /// is the one that answered (or failed).
+    async fn ask_with_hedge<'m>(
+        &self,
+        at: &PieceAsk<'_>,
+        primary: &'m Member,
+        backup: Option<&'m Member>,
+        passed_over: &mut Vec<String>,
+    ) -> (&'m Member, Result<NodePage, Pass>) {
+        self.hedges.earn();
+        let mut first = std::pin::pin!(self.ask(primary, &at.get, at));
+        let hedge_after = self.timeouts.hedge_after.0;
+        let may_wait = !hedge_after.is_zero();
+        tokio::select! {
+            r = &mut first => return (primary, r),
+            _ = tokio::time::sleep(hedge_after), if may_wait => {}
+        }
+        // The owner is slow. Enough of these and it is set aside (probed again later); a read
+        // waiting on it then gives up on it. Meanwhile, within the budget, the next node is
+        // asked (`hedge`). The first good answer wins.
+        let Some(backup) = backup else {
+            // Setting the last node aside would send every read to the origin.
+            return (primary, first.await);
+        };
+        self.pool.note_slow(primary);
+        tokio::select! {
+            r = &mut first => (primary, r),
+            page = self.hedge(at, backup, hedge_after) => {
+                self.stats.record_fallback(Fallback::HedgeWon);
+                passed_over.push(format!("node {} slower than {hedge_after:?}", primary.id));
+                (backup, Ok(page))
+            }
+            () = self.wait_set_aside(primary) => {
+                let node = primary.id.to_string();
+                (primary, Err(Pass::Exchange(ExchangeError::SetAside { node })))
+            }
+        }
+    }
+
+    /// A hedge to `backup`, within the budget: a peek (the page if cached: no origin GET), then
+    /// after `ESCALATE x hedge_after` in all a full get (a cold page costs a second origin GET, so
+    /// it waits longer). Never finishes unless it has a good answer.
+    async fn hedge(&self, at: &PieceAsk<'_>, backup: &Member, hedge_after: Duration) -> NodePage {
+        if !self.hedges.try_spend() {
+            return std::future::pending().await;
+        }
+        self.stats.record_fallback(Fallback::Hedged);
+        if let Ok(page) = self.ask(backup, &at.peek, at).await {
+            return page;
+        }
+        tokio::time::sleep(hedge_after * (ESCALATE - 1)).await;
+        if !self.hedges.try_spend() {
+            return std::future::pending().await;
+        }
+        self.stats.record_fallback(Fallback::HedgeEscalated);
+        match self.ask(backup, &at.get, at).await {
+            Ok(page) => page,
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Finishes once the pool has set `member` aside.
+    async fn wait_set_aside(&self, member: &Member) {
+        while !self.pool.is_set_aside(member) {
+            tokio::time::sleep(SET_ASIDE_POLL).await;
+        }
+    }
+
+    /// Counts and traces why `member`'s answer was not used.
+    fn pass_over(&self, at: &PieceAsk<'_>, member: &Member, pass: Pass, passed_over: &mut Vec<String>) {
+        let id = &member.id;
+        let (fallback, why) = match pass {
+            Pass::Exchange(e) => (e.fallback(), e.to_string()),
+            Pass::Refused { status, message } => (Fallback::Refused(status), format!("node {id} refused: {message}")),
+            Pass::NotAPage => (Fallback::NotAPage, format!("node {id} refused: status answer to a get")),
+            Pass::Corrupt => (Fallback::Corrupt, format!("node {id} sent bytes that fail their digest")),
+        };
+        tracing::debug!(volume = %at.volume, key = %at.key, page = at.piece.page, %why, "passing over a node");
+        self.stats.record_fallback(fallback);
+        passed_over.push(why);
+    }
+
+    /// The fallback: `piece` from the volume's origin chain. A piece past the object's end is
+    /// empty.
+    async fn origin_piece(
+        &self,
+        cv: &ClientVolume,
+        key: &ObjectKey,
+        piece: Piece,
+        passed_over: Vec<String>,
+    ) -> Result<PieceRead, ReadError> {
+        let start = piece.offset(self.page_size);
+        let after = self.timeouts.origin_timeout.0;
+        let (bytes, object_size, etag) =
+            match tokio::time::timeout(after, cv.origin.get_range(key, start..start + u64::from(piece.len))).await {
+                Err(_) => return Err(ReadError::OriginTimeout { key: key.to_string(), after }),
+                Ok(Ok(read)) => (read.bytes, read.object_size, read.etag),
+                Ok(Err(OriginError::OutOfRange { size, .. })) => (Bytes::new(), size, None),
+                Ok(Err(e)) => return Err(e.into()),
+            };
+        self.stats.record_source(&Source::Origin);
+        let trace = PageTrace { page: piece.page, source: Source::Origin, passed_over };
+        Ok(PieceRead { bytes, object_size, etag, trace })
+    }
+
+    /// One node's answer for one piece, checked: the length must be what the object size it
+    /// reports implies, and the digest must match the bytes and the request.
+    async fn ask(&self, member: &Member, request: &Request, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
+        let piece = at.piece;
+        // A peek answers with the whole page; it is checked whole, then cut to the piece.
+        let whole = matches!(request, Request::Peek(_));
+        let (start, len) = if whole { (0, self.page_size) } else { (piece.start, piece.len) };
+        let offset = piece.page * u64::from(self.page_size) + u64::from(start);
+        let expected = |size: u64| size.saturating_sub(offset).min(u64::from(len));
+        let accept = |head: &ResponseHead| match head {
+            ResponseHead::Page(p) if u64::from(p.len) != expected(p.object_size) => Err(WireError::Range(format!(
+                "{} bytes for a piece that should have {}",
+                p.len,
+                expected(p.object_size)
+            ))),
+            _ => Ok(()),
+        };
+        let (head, payload) =
+            self.pool.exchange(member, request, self.timeouts.page_timeout.0, accept).await.map_err(Pass::Exchange)?;
+        match head {
+            ResponseHead::Page(p) => {
+                if self.verify_digests && page_digest(at.volume, at.key, piece.page, start, &payload) != p.digest {
+                    return Err(Pass::Corrupt);
+                }
+                let bytes = if whole {
+                    let from = (piece.start as usize).min(payload.len());
+                    payload.slice(from..(from + piece.len as usize).min(payload.len()))
+                } else {
+                    payload
+                };
+                Ok(NodePage { bytes, object_size: p.object_size, tier: p.tier, etag: p.etag, epoch: p.epoch })
+            }
+            ResponseHead::Error(e) => Err(Pass::Refused { status: e.status, message: e.message }),
+            ResponseHead::Status { .. } | ResponseHead::Warm { .. } => Err(Pass::NotAPage),
+        }
+    }
+}

@@ -208,7 +208,8 @@ if want tests && [[ -z "${FAST:-}" ]]; then
   # The scenarios that need no second host run as tests (CI runs them with the others).
   echo "== 8. the fault tests: origin, stalled node, disk, single flight, hostile input, TLS"
   for t in origin_faults node_faults disk_faults single_flight hostile security; do
-    if cargo nextest run --locked -p cache-node --test "$t" >"$W/test-$t.log" 2>&1; then
+    # One module of the node's integration-test binary (`cache-node/tests/it/`) per area.
+    if cargo nextest run --locked -p cache-node --test it -E "test(/^$t::/)" >"$W/test-$t.log" 2>&1; then
       echo "SCENARIO test-$t $(grep -E 'Summary' "$W/test-$t.log" | sed 's/^ *//')"
       check "test $t" 1 "passed"
     else

@@ -24,11 +24,14 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use cache_client::{
     Client,
-    config::{ClientConfig, OriginConfig, TlsConfig, parse_toml},
+    config::{ClientConfig, ClusterConfig, MemberConfig, OriginConfig, TlsConfig, VolumeConfig},
     tls,
 };
 use cache_node::{RunningNode, config::NodeConfig, metrics::NodeMetrics, store::PageStore};
-use cache_proto::key::{ObjectKey, Volume};
+use cache_proto::{
+    key::{NodeId, ObjectKey, Volume},
+    units::{ByteSize, Span},
+};
 use cache_testkit::S3Origin;
 use tempfile::TempDir;
 
@@ -67,29 +70,17 @@ pub fn certs(dir: &Path, nodes: &[&str]) -> anyhow::Result<PathBuf> {
 
 /// The `[tls]` section of `name` (a node id or `client`) for certificates made by [`certs`].
 pub fn tls_paths(certs: &Path, name: &str) -> TlsConfig {
-    TlsConfig {
-        ca: certs.join("ca.pem"),
-        cert: certs.join(format!("{name}.pem")),
-        key: certs.join(format!("{name}.key")),
-    }
+    TlsConfig::in_dir(certs, name)
 }
 
-fn tls_toml(certs: &Path, name: &str) -> String {
-    let t = tls_paths(certs, name);
-    format!("[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n", t.ca, t.cert, t.key)
+/// The bench volume on `origin` (region `us-east-1` unless it names one).
+fn volume_config(origin: &OriginConfig) -> VolumeConfig {
+    let origin = OriginConfig { region: origin.region.clone().or_else(|| Some("us-east-1".into())), ..origin.clone() };
+    VolumeConfig::new(volume(), TOKEN, vec![origin])
 }
 
-fn volume_toml(origin: &OriginConfig) -> String {
-    format!(
-        "[[volume]]\nname = \"{VOLUME}\"\ntoken = \"{TOKEN}\"\n[[volume.origin]]\nurl = {:?}\nendpoint = {:?}\n\
-         region = {:?}\naccess_key_id = {:?}\nsecret_access_key = {:?}\nallow_http = {}\n",
-        origin.url,
-        origin.endpoint.as_deref().unwrap_or_default(),
-        origin.region.as_deref().unwrap_or("us-east-1"),
-        origin.access_key_id.as_deref().unwrap_or_default(),
-        origin.secret_access_key.as_deref().unwrap_or_default(),
-        origin.allow_http,
-    )
+fn byte_size(what: &str, text: &str) -> anyhow::Result<ByteSize> {
+    text.parse().map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
 /// A validated node config: id [`NODE_ID`], QUIC and admin on 127.0.0.1:0, data in `data_dir`,
@@ -102,14 +93,12 @@ pub fn node_config(
     disk: &str,
     origin: Option<&OriginConfig>,
 ) -> anyhow::Result<NodeConfig> {
-    let text = format!(
-        "[node]\nid = \"{NODE_ID}\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
-         [cache]\nmemory_capacity = \"{memory}\"\ndisk_capacity = \"{disk}\"\npage_size = \"4MiB\"\n{}{}",
-        data_dir,
-        tls_toml(certs, NODE_ID),
-        origin.map(volume_toml).unwrap_or_default(),
-    );
-    let config: NodeConfig = parse_toml(&text).map_err(|e| anyhow::anyhow!("node config: {e}"))?;
+    let id = NodeId::new(NODE_ID).context("node id")?;
+    let mut config = NodeConfig::local(id, data_dir, tls_paths(certs, NODE_ID));
+    config.cache.memory_capacity = byte_size("cache.memory_capacity", memory)?;
+    config.cache.disk_capacity = byte_size("cache.disk_capacity", disk)?;
+    config.cache.page_size = ByteSize(PAGE);
+    config.volume = origin.map(volume_config).into_iter().collect();
     config.validate().context("node config")?;
     Ok(config)
 }
@@ -121,16 +110,15 @@ pub fn client_config(
     certs: &Path,
     origin: &OriginConfig,
 ) -> anyhow::Result<ClientConfig> {
-    let members: Vec<String> =
-        members.iter().map(|(id, addr)| format!("{{ id = \"{id}\", addr = \"{addr}\" }}")).collect();
-    let text = format!(
-        "[cluster]\nmembers = [ {} ]\n{}[client]\nconnect_timeout = \"2s\"\npage_timeout = \"10s\"\n\
-         origin_timeout = \"10s\"\n{}",
-        members.join(", "),
-        tls_toml(certs, "client"),
-        volume_toml(origin),
-    );
-    let config: ClientConfig = parse_toml(&text).map_err(|e| anyhow::anyhow!("client config: {e}"))?;
+    let members = members
+        .iter()
+        .map(|(id, addr)| Ok(MemberConfig::new(NodeId::new(id).with_context(|| format!("node id {id}"))?, *addr)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut config = ClientConfig::new(ClusterConfig::members(members), tls_paths(certs, "client"));
+    config.client.connect_timeout = Span(Duration::from_secs(2));
+    config.client.page_timeout = Span(Duration::from_secs(10));
+    config.client.origin_timeout = Span(Duration::from_secs(10));
+    config.volume = vec![volume_config(origin)];
     config.validate().context("client config")?;
     Ok(config)
 }

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 }
 
 /// `[cluster]`: who is on the ring.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Where membership comes from: `"static"` (the `members` list, the default) or `"gossip"`
@@ -61,14 +61,24 @@ pub struct ClusterConfig {
     #[serde(default)]
     pub membership: Membership,
     /// Static: the nodes of the ring. Clients and nodes should list the same members.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberConfig>,
     /// Gossip: QUIC addresses of a few nodes to learn the cluster from (any that answers will do).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<SocketAddr>,
 }
 
 impl ClusterConfig {
+    /// A static ring of `members`.
+    pub fn members(members: Vec<MemberConfig>) -> Self {
+        Self { membership: Membership::Static, members, seeds: Vec::new() }
+    }
+
+    /// Gossip membership learnt from `seeds`.
+    pub fn gossip(seeds: Vec<SocketAddr>) -> Self {
+        Self { membership: Membership::Gossip, members: Vec::new(), seeds }
+    }
+
     /// The ring of the static member list (empty with gossip: the nodes tell it).
     pub fn static_ring(&self) -> Arc<RingView> {
         RingView::new(
@@ -80,7 +90,7 @@ impl ClusterConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Membership {
     #[default]
@@ -97,7 +107,7 @@ impl Membership {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
     pub id: NodeId,
@@ -108,12 +118,19 @@ pub struct MemberConfig {
     pub weight: u32,
 }
 
+impl MemberConfig {
+    /// A member of weight 1.
+    pub fn new(id: NodeId, addr: SocketAddr) -> Self {
+        Self { id, addr, weight: default_weight() }
+    }
+}
+
 fn default_weight() -> u32 {
     1
 }
 
 /// `[tls]`: PEM files of the cluster CA and of this process's own certificate and key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub ca: PathBuf,
@@ -121,8 +138,16 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+impl TlsConfig {
+    /// The files `cachectl certs` writes for `name` (a node id or a client name) into `dir`:
+    /// `ca.pem`, `NAME.pem` and `NAME.key`.
+    pub fn in_dir(dir: &Path, name: &str) -> Self {
+        Self { ca: dir.join("ca.pem"), cert: dir.join(format!("{name}.pem")), key: dir.join(format!("{name}.key")) }
+    }
+}
+
 /// `[[volume]]`: one file system's data, who may read it, and where it comes from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VolumeConfig {
     pub name: Volume,
@@ -133,25 +158,32 @@ pub struct VolumeConfig {
     pub origin: Vec<OriginConfig>,
 }
 
+impl VolumeConfig {
+    /// Volume `name`, read with `token`, from `origins` in order.
+    pub fn new(name: Volume, token: impl Into<String>, origins: Vec<OriginConfig>) -> Self {
+        Self { name, token: token.into(), origin: origins }
+    }
+}
+
 /// `[[volume.origin]]`: one object store.
 ///
 /// The deadlines and retries apply to S3 origins (a `file://` origin is a local directory).
 /// Together they bound one read: at most `1 + retries` requests, none started after
 /// `retry_timeout`; the caller's own deadline (the node's `origin_timeout`, the client's
 /// `[client] origin_timeout`) ends the read in any case.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OriginConfig {
     /// `s3://bucket/prefix` (key K is object `prefix/K`) or `file:///abs/path`.
     pub url: String,
     /// S3 endpoint, e.g. `http://127.0.0.1:9000`; unset means AWS.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
     /// Allow plain-HTTP endpoints (tests and local mirrors only).
     #[serde(default)]
@@ -218,7 +250,7 @@ fn default_verify_etag() -> bool {
 }
 
 /// `[cache]` as a client sees it: only the page size, which must equal the nodes'.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageSizeConfig {
     #[serde(default = "default_page_size")]
@@ -236,7 +268,7 @@ pub fn default_page_size() -> ByteSize {
 }
 
 /// `[client]`: deadlines of the client library.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSection {
     /// Deadline for a QUIC handshake with a node. Default 2s.
@@ -280,7 +312,7 @@ fn default_hedge_after() -> Span {
 }
 
 /// A client's whole config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub cluster: ClusterConfig,
@@ -294,6 +326,12 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// A client of `cluster` with the certificate `tls`, no volumes, and every other key at its
+    /// default.
+    pub fn new(cluster: ClusterConfig, tls: TlsConfig) -> Self {
+        Self { cluster, tls, volume: Vec::new(), cache: PageSizeConfig::default(), client: ClientSection::default() }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let config: Self = load_toml(path)?;
         config.validate()?;
@@ -471,6 +509,37 @@ allow_http = true
         assert!(err.contains("membership"), "{err}");
         let err = parse(&GOOD.replace("membership = \"static\"", "membership = \"gossip\"")).unwrap_err();
         assert!(err.contains("cluster.members"), "{err}");
+    }
+
+    #[test]
+    fn a_serialized_config_parses_back_and_validates() {
+        let certs = Path::new("certs");
+        let origin = OriginConfig {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            allow_http: true,
+            ..OriginConfig::new("s3://bucket/prefix")
+        };
+        let mut config = ClientConfig::new(
+            ClusterConfig::members(vec![MemberConfig::new(
+                NodeId::new("a").expect("id"),
+                "127.0.0.1:7001".parse().expect("addr"),
+            )]),
+            TlsConfig::in_dir(certs, "client"),
+        );
+        config.volume.push(VolumeConfig::new(Volume::new("vol1").expect("name"), "0123456789abcdef", vec![origin]));
+        config.client.hedge_after = Span(Duration::ZERO);
+        let text = toml::to_string(&config).expect("serializes");
+        let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back.tls.cert, certs.join("client.pem"));
+        assert_eq!(back.cluster.members[0].addr, config.cluster.members[0].addr);
+        assert_eq!(back.volume[0].origin, config.volume[0].origin);
+        assert_eq!(back.client.hedge_after, config.client.hedge_after);
+        assert!(!text.contains("region"), "unset options are left out:\n{text}");
+
+        let mut gossip = config;
+        gossip.cluster = ClusterConfig::gossip(vec!["127.0.0.1:7001".parse().expect("addr")]);
+        let back = parse(&toml::to_string(&gossip).expect("serializes")).expect("gossip parses back");
+        assert_eq!((back.cluster.membership, back.cluster.seeds.len()), (Membership::Gossip, 1));
     }
 
     #[test]

@@ -17,16 +17,16 @@ use cache_proto::{
     key::NodeId,
     units::{ByteSize, Span},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub node: NodeSection,
     #[serde(default)]
     pub cache: CacheSection,
     /// The ring as this node knows it (reported by `status`); clients route by their own copy.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
     pub tls: TlsConfig,
     #[serde(default)]
@@ -34,12 +34,12 @@ pub struct NodeConfig {
 }
 
 /// `[node]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
     /// Stable id on the ring and in the node's certificate. Unset: generated once and kept in
     /// `<data_dir>/node-id`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<NodeId>,
     /// QUIC (UDP) address to serve pages on.
     pub listen: SocketAddr,
@@ -61,11 +61,11 @@ pub struct NodeSection {
     pub max_fill_bytes: ByteSize,
     /// Address other nodes and clients reach this node at (gossip membership advertises it).
     /// Default: `listen`, which then must not be a wildcard address.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertise: Option<SocketAddr>,
     /// Share of the key space relative to the other members (gossip membership). Default: one
     /// unit per 16 GiB of disk cache, at least 1, at most 100.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
     /// Names of client certificates that may drain this node (`cachectl drain`). Default: none.
     #[serde(default)]
@@ -91,7 +91,7 @@ fn default_max_inflight() -> usize {
 }
 
 /// `[cache]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSection {
     /// Bytes of pages kept in memory. Default 256MiB.
@@ -101,7 +101,7 @@ pub struct CacheSection {
     #[serde(default = "default_disk_capacity")]
     pub disk_capacity: ByteSize,
     /// Directory of the disk cache. Default `<data_dir>/cache`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_dir: Option<PathBuf>,
     /// Page size: the unit of caching and of ring placement. Clients must use the same. Default 4MiB.
     #[serde(default = "default_page_size")]
@@ -153,6 +153,31 @@ impl CacheSection {
 }
 
 impl NodeConfig {
+    /// Node `id` on loopback (QUIC and admin HTTP on 127.0.0.1, port 0) with its data in
+    /// `data_dir`, the certificate `tls`, no cluster or volumes, and every other key at its default.
+    pub fn local(id: NodeId, data_dir: impl Into<PathBuf>, tls: TlsConfig) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            node: NodeSection {
+                id: Some(id),
+                listen: loopback,
+                admin_listen: loopback,
+                data_dir: data_dir.into(),
+                origin_timeout: default_origin_timeout(),
+                max_inflight: default_max_inflight(),
+                max_fill_bytes: default_max_fill_bytes(),
+                advertise: None,
+                weight: None,
+                operators: Vec::new(),
+                handoff: default_handoff(),
+            },
+            cache: CacheSection::default(),
+            cluster: None,
+            tls,
+            volume: Vec::new(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let config: Self = load_toml(path)?;
         config.validate()?;
@@ -264,6 +289,31 @@ url = "file:///tmp/origin"
         assert_eq!(c.node.handoff.0, Duration::from_secs(60));
         let big = parse(&GOOD.replace("disk_capacity = \"2GiB\"", "disk_capacity = \"320GiB\"")).expect("parses");
         assert_eq!(big.weight(), 20);
+    }
+
+    #[test]
+    fn a_serialized_config_parses_back_and_validates() {
+        use cache_client::config::{ClusterConfig, OriginConfig};
+        use cache_proto::key::Volume;
+
+        let certs = Path::new("certs");
+        let mut config = NodeConfig::local(NodeId::new("a").expect("id"), "data/a", TlsConfig::in_dir(certs, "a"));
+        config.cache.memory_capacity = ByteSize::mib(64);
+        config.node.operators = vec!["client".into()];
+        config.cluster = Some(ClusterConfig::gossip(vec!["127.0.0.1:7001".parse().expect("addr")]));
+        config.node.listen = "127.0.0.1:7002".parse().expect("addr");
+        let origin = OriginConfig::new("file:///tmp/origin");
+        config.volume.push(VolumeConfig::new(Volume::new("vol1").expect("name"), "0123456789abcdef", vec![origin]));
+        let text = toml::to_string(&config).expect("serializes");
+        let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back.node.id, config.node.id);
+        assert_eq!((back.node.listen, back.node.admin_listen), (config.node.listen, config.node.admin_listen));
+        assert_eq!(back.node.operators, config.node.operators);
+        assert_eq!(back.cache.memory_capacity, ByteSize::mib(64));
+        assert_eq!(back.disk_dir(), PathBuf::from("data/a/cache"));
+        assert_eq!(back.tls.key, certs.join("a.key"));
+        assert_eq!(back.volume[0].origin, config.volume[0].origin);
+        assert!(!text.contains("disk_dir") && !text.contains("advertise"), "unset options are left out:\n{text}");
     }
 
     #[test]

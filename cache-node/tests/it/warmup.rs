@@ -2,12 +2,10 @@
 //! costs the origin nothing; `--check` reports the cached share; `--evict` drops it; a key that
 //! cannot be read makes the command fail and name it.
 
-mod support;
-
 use std::process::Output;
 
 use cache_proto::key::{ObjectKey, Volume};
-use support::*;
+use cache_testkit::cluster::*;
 use tokio::process::Command;
 
 async fn cachectl(args: &[&str]) -> Output {

@@ -13,9 +13,11 @@ use std::{
     hint::black_box,
 };
 
+use cache_client::config::{OriginConfig, TlsConfig, VolumeConfig};
 use cache_node::{RunningNode, config::NodeConfig, server::respond};
 use cache_proto::{
-    key::{ObjectKey, Volume},
+    key::{NodeId, ObjectKey, Volume},
+    units::ByteSize,
     wire::{Get, REQUEST_PREFIX_LEN, Request, RequestKind, ResponseHead, Tier},
 };
 use cache_testkit::S3Origin;
@@ -85,34 +87,20 @@ fn frame(page: u64, start: u32, len: u32) -> ([u8; REQUEST_PREFIX_LEN], Vec<u8>)
 }
 
 /// A one-node config over the origin at `endpoint`, everything under `d`.
-fn node_toml(d: &std::path::Path, endpoint: &str) -> String {
-    format!(
-        r#"
-[node]
-id = "a"
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-data_dir = "{data}"
-[cache]
-memory_capacity = "64MiB"
-disk_capacity = "512MiB"
-[tls]
-ca = "{certs}/ca.pem"
-cert = "{certs}/a.pem"
-key = "{certs}/a.key"
-[[volume]]
-name = "vol1"
-token = "{TOKEN}"
-[[volume.origin]]
-url = "s3://bucket/vol1"
-endpoint = "{endpoint}"
-access_key_id = "AKIAALLOC"
-secret_access_key = "alloc-secret"
-allow_http = true
-"#,
-        data = d.join("data").display(),
-        certs = d.join("certs").display(),
-    )
+fn node_config(d: &std::path::Path, endpoint: &str) -> NodeConfig {
+    let id = NodeId::new("a").expect("valid node id");
+    let mut config = NodeConfig::local(id, d.join("data"), TlsConfig::in_dir(&d.join("certs"), "a"));
+    config.cache.memory_capacity = ByteSize::mib(64);
+    config.cache.disk_capacity = ByteSize::mib(512);
+    let origin = OriginConfig {
+        endpoint: Some(endpoint.into()),
+        access_key_id: Some("AKIAALLOC".into()),
+        secret_access_key: Some("alloc-secret".into()),
+        allow_http: true,
+        ..OriginConfig::new("s3://bucket/vol1")
+    };
+    config.volume = vec![VolumeConfig::new(Volume::new("vol1").expect("v"), TOKEN, vec![origin])];
+    config
 }
 
 /// An origin holding [`KEY`] with `object_len` bytes and one node in front of it, under `d`.
@@ -120,7 +108,7 @@ async fn one_node(d: &std::path::Path, object_len: usize) -> (S3Origin, RunningN
     cachectl::certs::generate(&d.join("certs"), &["a"], &["client"], 30).expect("certs");
     let s3 = S3Origin::start(&d.join("origin"), "AKIAALLOC", "alloc-secret").await.expect("origin");
     s3.put("bucket", &format!("vol1/{KEY}"), &vec![42u8; object_len]).expect("put");
-    let config: NodeConfig = cache_client::config::parse_toml(&node_toml(d, &s3.endpoint())).expect("config");
+    let config = node_config(d, &s3.endpoint());
     let node = RunningNode::start(config).await.expect("node");
     (s3, node)
 }

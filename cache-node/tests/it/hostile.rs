@@ -6,8 +6,6 @@
 //!
 //! Every loop here is bounded in count and time, and every address is on loopback.
 
-mod support;
-
 use std::{
     sync::{
         Arc,
@@ -28,7 +26,7 @@ use cache_proto::{
     key::{NodeId, ObjectKey, Volume},
     wire::{Get, MemberState, RESPONSE_PREFIX_LEN, Request, RequestKind, ResponseHead, Status, VERSION},
 };
-use support::*;
+use cache_testkit::cluster::*;
 use tokio::{sync::Semaphore, task::JoinSet};
 
 /// How long one stream may take to be answered: the node's request deadline (10 s) and room.

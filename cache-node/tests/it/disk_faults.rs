@@ -10,8 +10,6 @@
 //! Mounting a tmpfs needs root, and fault injection needs libfiu (`apt-get install fiu-utils`):
 //! without them those two tests say so and pass.
 
-mod support;
-
 use std::{
     fs,
     os::unix::fs::FileExt,
@@ -23,8 +21,8 @@ use std::{
 
 use bytes::Bytes;
 use cache_client::{Client, stats::Source};
-use cache_proto::wire::Tier;
-use support::*;
+use cache_proto::{units::ByteSize, wire::Tier};
+use cache_testkit::cluster::*;
 
 /// One-page objects (JuiceFS blocks) with the given seeds, written to the origin.
 fn put_objects(cluster: &Cluster, seeds: std::ops::Range<u64>, len: impl Fn(u64) -> u64) -> Vec<(String, Bytes)> {
@@ -405,7 +403,7 @@ async fn bit_flips_at_rest_are_dropped_and_refilled() {
 async fn bit_flips_under_a_running_node_are_caught_once_pages_left_memory() {
     // Memory holds one page, so every page but the last read is read back from disk.
     let cluster = Cluster::start_configured(&["a"], |c| {
-        c.cache_toml = CACHE_TOML.replace("memory_capacity = \"64MiB\"", "memory_capacity = \"8MiB\"");
+        c.cache.memory_capacity = ByteSize::mib(8);
     })
     .await;
     let objects = put_objects(&cluster, 200..212, |_| PAGE);
@@ -462,10 +460,8 @@ async fn a_full_disk_does_not_fail_reads_or_the_node() {
         return;
     };
     let mut cluster = Cluster::start_configured(&["a"], |c| {
-        c.cache_toml = format!(
-            "memory_capacity = \"16MiB\"\ndisk_capacity = \"512MiB\"\npage_size = \"4MiB\"\ndisk_dir = \"{}\"\n",
-            disk.display()
-        );
+        c.cache.memory_capacity = ByteSize::mib(16);
+        c.cache.disk_dir = Some(disk.clone());
     })
     .await;
     // 160 MiB of pages for a 96 MiB file system under a cache told it has 512 MiB.
@@ -486,7 +482,7 @@ async fn a_full_disk_does_not_fail_reads_or_the_node() {
     );
     assert!(cluster.pid(0).is_some());
     assert!(counts.lost_writes >= 1.0 && counts.write_bypasses >= 1.0, "lost writes stop the writing: {counts:?}");
-    // It still stops cleanly (support's `stop` asserts a zero exit within 30 s: foyer panics
+    // It still stops cleanly (`Cluster::stop` asserts a zero exit within 30 s: foyer panics
     // while closing an engine a failed write broke), and starts on the full disk.
     let stopping = Instant::now();
     cluster.stop(0).await;
@@ -499,7 +495,7 @@ async fn a_full_disk_does_not_fail_reads_or_the_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_the_cache_directory_under_a_running_node_does_not_fail_reads() {
     let mut cluster = Cluster::start_configured(&["a"], |c| {
-        c.cache_toml = CACHE_TOML.replace("memory_capacity = \"64MiB\"", "memory_capacity = \"16MiB\"");
+        c.cache.memory_capacity = ByteSize::mib(16);
     })
     .await;
     let objects = put_objects(&cluster, 400..412, |_| PAGE);
@@ -551,7 +547,7 @@ async fn disk_errors_bypass_the_disk_and_it_is_probed_back() {
     let fifo_dir = tempfile::tempdir().expect("tempdir");
     let fifo = fifo_dir.path().join("fiu");
     let mut cluster = Cluster::start_configured(&["a"], |c| {
-        c.cache_toml = CACHE_TOML.replace("memory_capacity = \"64MiB\"", "memory_capacity = \"8MiB\"");
+        c.cache.memory_capacity = ByteSize::mib(8);
         c.node_env = vec![
             ("LD_PRELOAD".into(), format!("{FIU_PRELOAD} {FIU_POSIX}")),
             ("FIU_CTRL_FIFO".into(), fifo.display().to_string()),
@@ -608,7 +604,7 @@ async fn disk_errors_bypass_the_disk_and_it_is_probed_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_admission_twenty_times_never_serves_a_bad_page() {
     let mut cluster = Cluster::start_configured(&["a"], |c| {
-        c.cache_toml = CACHE_TOML.replace("memory_capacity = \"64MiB\"", "memory_capacity = \"16MiB\"");
+        c.cache.memory_capacity = ByteSize::mib(16);
     })
     .await;
     let started = Instant::now();

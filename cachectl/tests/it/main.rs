@@ -1,5 +1,5 @@
 //! `cachectl` as an operator runs it, without a cluster: certificates, help, and config errors.
-//! (Commands that need a cluster are tested in cache-node/tests, which start one; this file also
+//! (Commands that need a cluster are tested in cache-node/tests/it, which start one; this file also
 //! makes cargo build `cachectl` whenever the workspace's tests are built.)
 
 use std::process::{Command, Output};

@@ -4,8 +4,6 @@
 //! it recovers.
 //! (Killed nodes and partitions, with the checker, are in `scripts/faults.sh`.)
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use cache_client::stats::Source;
@@ -13,7 +11,7 @@ use cache_proto::{
     key::{ObjectKey, Volume},
     ring::page_point,
 };
-use support::{Cluster, PAGE, VOLUME, block_key};
+use cache_testkit::cluster::{Cluster, PAGE, VOLUME, block_key};
 
 /// Keys (and their bytes) whose first page node `owner` owns on the client's ring.
 fn keys_owned_by(

@@ -4,11 +4,11 @@
 //! repeated GET must be served by the nodes (no new origin GET). boto3 is required: the test
 //! fails, saying how to install it, when it is missing.
 
-mod support;
-
 use std::{path::Path, process::Stdio, time::Duration};
 
-use support::*;
+use cache_client::config::{OriginConfig, VolumeConfig};
+use cache_proto::key::Volume;
+use cache_testkit::cluster::*;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
@@ -91,12 +91,15 @@ async fn boto3_reads_through_the_gateway_and_cannot_write() {
 
     // The volume, and another one whose valid credentials must not read it.
     std::fs::create_dir_all(cluster.path("vol2")).expect("mkdir");
-    let other = format!(
-        "[[volume]]\nname = \"{OTHER_VOLUME}\"\ntoken = \"{OTHER_TOKEN}\"\n[[volume.origin]]\nurl = \"file://{}/\"\n",
-        cluster.path("vol2").display()
+    let other = VolumeConfig::new(
+        Volume::new(OTHER_VOLUME).expect("valid volume name"),
+        OTHER_TOKEN,
+        vec![OriginConfig::new(format!("file://{}/", cluster.path("vol2").display()))],
     );
+    let mut gateway_config = cluster.client_config(TOKEN, VOLUME, &cluster.path("certs"));
+    gateway_config.volume.push(other);
     let config = cluster.path("gateway.toml");
-    std::fs::write(&config, cluster.client_toml(TOKEN, VOLUME, &cluster.path("certs")) + &other).expect("config");
+    write_config(&config, &gateway_config);
     let (mut gateway, endpoint) = start_gateway(&config).await;
 
     let (page, tiny, two_pages) = (&objects[0], &objects[2], &objects[3]);

@@ -6,8 +6,6 @@
 //! with the origin's bytes. (The multi-host version, in network namespaces, is
 //! `scripts/membership.sh`.)
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,7 +15,7 @@ use cache_proto::{
     ring::{Member, page_point},
     wire::MemberState,
 };
-use support::{Cluster, HANDOFF, PAGE, VOLUME, block_key};
+use cache_testkit::cluster::{Cluster, HANDOFF, PAGE, VOLUME, block_key};
 
 const OBJECTS: u64 = 24;
 
@@ -158,8 +156,8 @@ async fn drain_needs_an_operator_certificate() {
     let cluster = Cluster::start_gossip(&["a"], &[]).await;
     // "mount" is a client of the cluster CA but not in node.operators.
     cachectl::certs::generate(&cluster.path("certs"), &[], &["mount"], 1).expect("certs");
-    let toml = cluster.client_toml(support::TOKEN, VOLUME, &cluster.path("certs")).replace("client.", "mount.");
-    let config: cache_client::config::ClientConfig = cache_client::config::parse_toml(&toml).expect("config");
+    let mut config = cluster.client_config(cache_testkit::cluster::TOKEN, VOLUME, &cluster.path("certs"));
+    config.tls = cache_client::config::TlsConfig::in_dir(&cluster.path("certs"), "mount");
     let mount = Client::new(&config).expect("client");
     let view = mount.refresh_members().await.expect("members from the seed");
     let a = view.get("a").expect("a");

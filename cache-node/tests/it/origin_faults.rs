@@ -7,8 +7,6 @@
 //! cache (once the fault is cleared, the next read is a fill from the origin with the right bytes).
 //! Figures are printed (`--no-capture`) for the record.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,9 +16,9 @@ use cache_client::{
     origin::{OriginChain, OriginError},
     stats::Source,
 };
-use cache_proto::{key::ObjectKey, wire::Tier};
+use cache_proto::{key::ObjectKey, units::Span, wire::Tier};
 use cache_testkit::Fault;
-use support::*;
+use cache_testkit::cluster::*;
 
 /// Origin settings of these clusters: a short stall deadline and two retries, so that a fault
 /// costs at most three requests per asker and a hang ends in about 3 × 400 ms plus backoff.
@@ -32,10 +30,11 @@ const ATTEMPTS: u64 = 1 + RETRIES;
 fn tuning(origin_timeout: Duration) -> OriginTuning {
     OriginTuning {
         origin_timeout,
-        origin_keys: format!(
-            "stall_timeout = \"{}ms\"\nretries = {RETRIES}\nretry_timeout = \"5s\"",
-            STALL.as_millis()
-        ),
+        configure_origin: |o| {
+            o.stall_timeout = Span(STALL);
+            o.retries = RETRIES as u32;
+            o.retry_timeout = Span(Duration::from_secs(5));
+        },
     }
 }
 

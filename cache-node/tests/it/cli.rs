@@ -1,11 +1,9 @@
 //! The binaries as an operator uses them against a cluster: `cachectl get -v`, `status`, bad
 //! node config files, and the node's admin HTTP endpoint.
 
-mod support;
-
 use std::process::Output;
 
-use support::*;
+use cache_testkit::cluster::*;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     process::Command,

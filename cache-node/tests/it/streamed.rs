@@ -3,8 +3,6 @@
 //! A real `cache-node` process, the in-process S3 origin dripping its bodies (its fault switch,
 //! so that "while the origin still sends" lasts long enough to look at), real QUIC.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -21,7 +19,7 @@ use cache_proto::{
     },
 };
 use cache_testkit::Fault;
-use support::*;
+use cache_testkit::cluster::*;
 
 async fn connect(cluster: &Cluster) -> quinn::Connection {
     let certs = cluster.path("certs");

@@ -2,8 +2,6 @@
 //! volume's token, for hits and misses alike. Each refusal is a clear error with no bytes, and a
 //! client whose own origin credentials work reads the origin instead.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use cache_client::stats::Source;
@@ -11,7 +9,7 @@ use cache_proto::{
     key::Volume,
     wire::{Get, REQUEST_PREFIX_LEN, Request},
 };
-use support::*;
+use cache_testkit::cluster::*;
 
 /// Sum of the three nodes' origin requests and errors.
 async fn node_totals(cluster: &Cluster) -> (u64, u64) {

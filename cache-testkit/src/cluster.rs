@@ -3,8 +3,6 @@
 //! S3 server (s3s + s3s-fs) with SigV4 credentials as the origin, and certificates from
 //! `cachectl certs`' own generator. Everything lives in one temp dir and is killed on drop.
 
-#![allow(dead_code)]
-
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -13,14 +11,24 @@ use std::{
 };
 
 use bytes::Bytes;
-use cache_client::{Client, config::ClientConfig};
-use cache_testkit::S3Origin;
-pub use cache_testkit::{block_key, content};
+use cache_client::{
+    Client,
+    config::{ClientConfig, ClusterConfig, MemberConfig, OriginConfig, TlsConfig, VolumeConfig},
+};
+use cache_node::config::{CacheSection, NodeConfig};
+use cache_proto::{
+    key::NodeId,
+    units::{ByteSize, Span},
+};
+use serde::Serialize;
 use tempfile::TempDir;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
 };
+
+use crate::S3Origin;
+pub use crate::{block_key, content};
 
 pub const AK: &str = "AKIAMIRRORCACHETEST";
 pub const SK: &str = "mirrorcache-test-secret-key";
@@ -29,6 +37,7 @@ pub const BUCKET: &str = "bucket";
 pub const VOLUME: &str = "vol1";
 pub const PAGE: u64 = 4 << 20;
 
+#[derive(Debug)]
 pub struct NodeProc {
     pub id: String,
     pub quic: SocketAddr,
@@ -43,6 +52,7 @@ impl NodeProc {
     }
 }
 
+#[derive(Debug)]
 pub struct Cluster {
     pub dir: TempDir,
     pub s3: S3Origin,
@@ -51,9 +61,11 @@ pub struct Cluster {
     pub gossip: bool,
     /// Deadlines and retries of the origin, for nodes and clients alike.
     pub tuning: OriginTuning,
-    /// The `[cache]` section of the nodes' configs, and more `[node]` keys (written at each spawn).
-    pub cache_toml: String,
-    pub node_extra_toml: String,
+    /// The `[cache]` section of the nodes' configs (written at each spawn).
+    pub cache: CacheSection,
+    /// Applied to each node's config at each spawn, after the harness's own keys (e.g. to set
+    /// `node.max_inflight`).
+    pub configure_node: fn(&mut NodeConfig),
     /// Environment of the node processes (e.g. a fault injector's `LD_PRELOAD`).
     pub node_env: Vec<(String, String)>,
 }
@@ -63,17 +75,31 @@ pub struct Cluster {
 pub struct OriginTuning {
     /// `origin_timeout` of nodes (`[node]`) and clients (`[client]`).
     pub origin_timeout: Duration,
-    /// Extra keys of each `[[volume.origin]]` entry, e.g. `stall_timeout = "400ms"`.
-    pub origin_keys: String,
+    /// Applied to each `[[volume.origin]]` entry, e.g. to set `stall_timeout`.
+    pub configure_origin: fn(&mut OriginConfig),
 }
 
 impl Default for OriginTuning {
     fn default() -> Self {
-        Self { origin_timeout: Duration::from_secs(10), origin_keys: String::new() }
+        Self { origin_timeout: Duration::from_secs(10), configure_origin: |_| {} }
     }
 }
 
-pub const CACHE_TOML: &str = "memory_capacity = \"64MiB\"\ndisk_capacity = \"512MiB\"\npage_size = \"4MiB\"\n";
+/// The `[cache]` section of test nodes: 64 MiB of memory, 512 MiB of disk, 4 MiB pages.
+pub fn cache() -> CacheSection {
+    CacheSection {
+        memory_capacity: ByteSize::mib(64),
+        disk_capacity: ByteSize::mib(512),
+        page_size: ByteSize(PAGE),
+        ..CacheSection::default()
+    }
+}
+
+/// Writes `config` (a node's or a client's) as a TOML file at `path`.
+pub fn write_config(path: &Path, config: &impl Serialize) {
+    let text = toml::to_string(config).expect("configs serialize to TOML");
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
 
 /// The test volume's name.
 pub fn vol() -> cache_proto::key::Volume {
@@ -110,19 +136,30 @@ pub fn foyer_metric(text: &str, family: &str, op: &str) -> f64 {
         .sum()
 }
 
+/// A binary of the workspace, found where cargo builds it: beside the test executable's `deps/`
+/// directory (`target/<profile>/`). (`CARGO_BIN_EXE_*` exists only in a package's own tests.)
+fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let deps = exe.parent().expect("the test executable's directory");
+    let profile = if deps.ends_with("deps") { deps.parent().expect("target/<profile>") } else { deps };
+    let path = profile.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (`cargo build -p {name}`), or run the tests with `scripts/test.sh` (or \
+         `cargo nextest run --workspace`), which builds it",
+        path.display()
+    );
+    path
+}
+
+/// `cache-node`, built beside the tests (cargo builds it for cache-node's own tests).
 pub fn node_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_cache-node"))
+    workspace_binary("cache-node")
 }
 
 /// `cachectl`, built beside `cache-node` when the workspace's tests are built.
 pub fn cachectl_binary() -> PathBuf {
-    let path = node_binary().with_file_name("cachectl");
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `scripts/test.sh` (or `cargo nextest run --workspace`)",
-        path.display()
-    );
-    path
+    workspace_binary("cachectl")
 }
 
 impl Cluster {
@@ -142,7 +179,7 @@ impl Cluster {
         Self::start_with_config(ids, false, &[], move |c| c.tuning = tuning).await
     }
 
-    /// [`Self::start`], with `configure` applied before the nodes start (e.g. to set `cache_toml`).
+    /// [`Self::start`], with `configure` applied before the nodes start (e.g. to set `cache`).
     pub async fn start_configured(ids: &[&str], configure: impl FnOnce(&mut Cluster)) -> Cluster {
         Self::start_with_config(ids, false, &[], configure).await
     }
@@ -167,8 +204,8 @@ impl Cluster {
             nodes: Vec::new(),
             gossip,
             tuning: OriginTuning::default(),
-            cache_toml: CACHE_TOML.into(),
-            node_extra_toml: String::new(),
+            cache: cache(),
+            configure_node: |_| {},
             node_env: Vec::new(),
         };
         configure(&mut cluster);
@@ -189,76 +226,43 @@ impl Cluster {
     }
 
     /// The `[cluster]` section of a gossip node or client.
-    fn gossip_toml(&self) -> String {
-        format!("[cluster]\nmembership = \"gossip\"\nseeds = [\"{}\"]\n", self.nodes[0].quic)
+    fn gossip_cluster(&self) -> ClusterConfig {
+        ClusterConfig::gossip(vec![self.nodes[0].quic])
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    fn volume_toml(&self, name: &str, token: &str) -> String {
-        let origin = self.s3.origin_config(BUCKET, VOLUME);
-        format!(
-            r#"
-[[volume]]
-name = "{name}"
-token = "{token}"
-[[volume.origin]]
-url = "{}"
-endpoint = "{}"
-region = "us-east-1"
-access_key_id = "{AK}"
-secret_access_key = "{SK}"
-allow_http = true
-{}
-"#,
-            origin.url,
-            origin.endpoint.unwrap_or_default(),
-            self.tuning.origin_keys,
-        )
+    fn volume_config(&self, name: &str, token: &str) -> VolumeConfig {
+        let mut origin = self.s3.origin_config(BUCKET, VOLUME);
+        (self.tuning.configure_origin)(&mut origin);
+        let name = cache_proto::key::Volume::new(name).expect("valid volume name");
+        VolumeConfig::new(name, token, vec![origin])
     }
 
-    fn node_toml(&self, i: usize) -> String {
+    /// Node `i`'s config file as the harness writes it at each spawn.
+    pub fn node_config(&self, i: usize) -> NodeConfig {
         let n = &self.nodes[i];
         let d = self.dir.path();
-        format!(
-            r#"
-[node]
-id = "{id}"
-listen = "{quic}"
-admin_listen = "{admin}"
-data_dir = "{data}"
-origin_timeout = "{origin_timeout}ms"
-operators = ["client"]
-handoff = "{handoff}s"
-{node_extra}
-[cache]
-{cache}
-[tls]
-ca = "{certs}/ca.pem"
-cert = "{certs}/{id}.pem"
-key = "{certs}/{id}.key"
-{cluster}
-{volume}"#,
-            handoff = HANDOFF.as_secs(),
-            origin_timeout = self.tuning.origin_timeout.as_millis(),
-            node_extra = self.node_extra_toml,
-            cache = self.cache_toml,
-            cluster = if self.gossip { self.gossip_toml() } else { String::new() },
-            id = n.id,
-            quic = n.quic,
-            admin = n.admin,
-            data = d.join("data").join(&n.id).display(),
-            certs = d.join("certs").display(),
-            volume = self.volume_toml(VOLUME, TOKEN),
-        )
+        let id = NodeId::new(&n.id).expect("valid node id");
+        let mut config = NodeConfig::local(id, d.join("data").join(&n.id), TlsConfig::in_dir(&d.join("certs"), &n.id));
+        config.node.listen = n.quic;
+        config.node.admin_listen = n.admin;
+        config.node.origin_timeout = Span(self.tuning.origin_timeout);
+        config.node.operators = vec!["client".into()];
+        config.node.handoff = Span(HANDOFF);
+        config.cache = self.cache.clone();
+        config.cluster = self.gossip.then(|| self.gossip_cluster());
+        config.volume = vec![self.volume_config(VOLUME, TOKEN)];
+        (self.configure_node)(&mut config);
+        config
     }
 
     /// Starts node `i` as a process and waits for its "serving" line (no sleeps: its own report).
     pub async fn spawn(&mut self, i: usize) {
         let config = self.path(&format!("{}.toml", self.nodes[i].id));
-        std::fs::write(&config, self.node_toml(i)).expect("write node config");
+        write_config(&config, &self.node_config(i));
         let mut child = Command::new(node_binary())
             .arg("--config")
             .arg(&config)
@@ -318,33 +322,31 @@ key = "{certs}/{id}.key"
         }
     }
 
-    /// A client config for this cluster; `extra` is appended (e.g. more volumes).
+    /// A client config for this cluster, with the certificate `client` in `certs` and `volume`
+    /// read with `token`.
+    pub fn client_config(&self, token: &str, volume: &str, certs: &Path) -> ClientConfig {
+        let cluster = if self.gossip {
+            self.gossip_cluster()
+        } else {
+            ClusterConfig::members(
+                self.nodes.iter().map(|n| MemberConfig::new(NodeId::new(&n.id).expect("valid id"), n.quic)).collect(),
+            )
+        };
+        let mut config = ClientConfig::new(cluster, TlsConfig::in_dir(certs, "client"));
+        config.client.connect_timeout = Span(Duration::from_secs(1));
+        config.client.page_timeout = Span(Duration::from_secs(10));
+        config.client.origin_timeout = Span(self.tuning.origin_timeout);
+        config.volume = vec![self.volume_config(volume, token)];
+        config
+    }
+
+    /// [`Self::client_config`] as the text of a config file.
     pub fn client_toml(&self, token: &str, volume: &str, certs: &Path) -> String {
-        let members: Vec<String> =
-            self.nodes.iter().map(|n| format!("{{ id = \"{}\", addr = \"{}\" }}", n.id, n.quic)).collect();
-        let cluster =
-            if self.gossip { self.gossip_toml() } else { format!("[cluster]\nmembers = [ {} ]\n", members.join(", ")) };
-        format!(
-            r#"
-{cluster}
-[tls]
-ca = "{certs}/ca.pem"
-cert = "{certs}/client.pem"
-key = "{certs}/client.key"
-[client]
-connect_timeout = "1s"
-page_timeout = "10s"
-origin_timeout = "{origin_timeout}ms"
-{}"#,
-            self.volume_toml(volume, token),
-            certs = certs.display(),
-            origin_timeout = self.tuning.origin_timeout.as_millis(),
-        )
+        toml::to_string(&self.client_config(token, volume, certs)).expect("configs serialize to TOML")
     }
 
     pub fn client_with(&self, token: &str, volume: &str, certs: &Path) -> Client {
-        let text = self.client_toml(token, volume, certs);
-        let config: ClientConfig = cache_client::config::parse_toml(&text).expect("client config");
+        let config = self.client_config(token, volume, certs);
         config.validate().expect("valid client config");
         Client::new(&config).expect("client")
     }
@@ -355,10 +357,8 @@ origin_timeout = "{origin_timeout}ms"
 
     /// A client that never hedges (tests that count origin GETs of slow cold fills).
     pub fn client_without_hedging(&self) -> Client {
-        let text = self
-            .client_toml(TOKEN, VOLUME, &self.path("certs"))
-            .replace("[client]\n", "[client]\nhedge_after = \"0s\"\n");
-        let config: ClientConfig = cache_client::config::parse_toml(&text).expect("client config");
+        let mut config = self.client_config(TOKEN, VOLUME, &self.path("certs"));
+        config.client.hedge_after = Span(Duration::ZERO);
         Client::new(&config).expect("client")
     }
 

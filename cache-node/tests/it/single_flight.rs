@@ -10,8 +10,6 @@
 //! channel. Only if that task itself is dropped (its runtime shuts down) do the waiters get
 //! foyer's "task cancelled" error, which the node answers by reading the origin directly.
 
-mod support;
-
 use std::{
     net::SocketAddr,
     sync::{
@@ -22,20 +20,24 @@ use std::{
 };
 
 use bytes::Bytes;
-use cache_client::{Client, config::ClientConfig};
+use cache_client::{
+    Client,
+    config::{ClientConfig, ClusterConfig, MemberConfig, OriginConfig, TlsConfig, VolumeConfig},
+};
 use cache_node::{
     RunningNode,
-    config::NodeConfig,
+    config::{CacheSection, NodeConfig},
     server::respond,
     service::Service,
     store::{Page, PageKey, PageStore},
 };
 use cache_proto::{
-    key::ObjectKey,
+    key::{NodeId, ObjectKey},
+    units::{ByteSize, Span},
     wire::{Get, REQUEST_PREFIX_LEN, Request, RequestKind, ResponseHead, Status, Tier},
 };
 use cache_testkit::S3Origin;
-use support::{Cluster, PAGE, block_key, content, foyer_metric, metric, vol};
+use cache_testkit::cluster::{Cluster, PAGE, block_key, content, foyer_metric, metric, vol};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -82,7 +84,7 @@ async fn a_thousand_concurrent_readers_of_a_cold_page_cost_one_origin_get() {
     assert_eq!(right, readers);
 
     // Room for every reader: one origin GET, and one disk write.
-    cluster.node_extra_toml = "max_inflight = 1100".into();
+    cluster.configure_node = |c| c.node.max_inflight = 1100;
     cluster.stop(0).await;
     cluster.spawn(0).await;
     let k = block_key(2, 0, PAGE);
@@ -209,27 +211,10 @@ impl Rig {
         let s3 = S3Origin::start(&d.join("origin"), AK, SK).await.expect("origin");
         let upstream: SocketAddr = s3.endpoint().trim_start_matches("http://").parse().expect("addr");
         let proxy = OriginProxy::start(upstream, delay, refuse_first).await;
-        let toml = format!(
-            r#"
-[node]
-id = "a"
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-data_dir = "{data}"
-origin_timeout = "10s"
-[cache]
-memory_capacity = "64MiB"
-disk_capacity = "512MiB"
-[tls]
-ca = "{certs}/ca.pem"
-cert = "{certs}/a.pem"
-key = "{certs}/a.key"
-{volume}"#,
-            data = d.join("data").display(),
-            certs = d.join("certs").display(),
-            volume = volume_toml(&format!("http://{}", proxy.addr)),
-        );
-        let config: NodeConfig = cache_client::config::parse_toml(&toml).expect("config");
+        let mut config = NodeConfig::local(node_id("a"), d.join("data"), TlsConfig::in_dir(&d.join("certs"), "a"));
+        config.node.origin_timeout = Span(Duration::from_secs(10));
+        config.cache = small_cache();
+        config.volume = vec![volume_config(&format!("http://{}", proxy.addr))];
         config.validate().expect("valid");
         let node = RunningNode::start(config).await.expect("node");
         Self { dir, s3, proxy, node }
@@ -248,24 +233,12 @@ key = "{certs}/a.key"
     /// A client of this node whose own origin fallback goes to the origin directly.
     fn client(&self) -> Client {
         let certs = self.dir.path().join("certs");
-        let toml = format!(
-            r#"
-[cluster]
-members = [ {{ id = "a", addr = "{addr}" }} ]
-[tls]
-ca = "{certs}/ca.pem"
-cert = "{certs}/client.pem"
-key = "{certs}/client.key"
-[client]
-connect_timeout = "1s"
-page_timeout = "10s"
-origin_timeout = "10s"
-{volume}"#,
-            addr = self.node.quic_addr(),
-            certs = certs.display(),
-            volume = volume_toml(&self.s3.endpoint()),
-        );
-        let config: ClientConfig = cache_client::config::parse_toml(&toml).expect("client config");
+        let member = MemberConfig::new(node_id("a"), self.node.quic_addr());
+        let mut config = ClientConfig::new(ClusterConfig::members(vec![member]), TlsConfig::in_dir(&certs, "client"));
+        config.client.connect_timeout = Span(Duration::from_secs(1));
+        config.client.page_timeout = Span(Duration::from_secs(10));
+        config.client.origin_timeout = Span(Duration::from_secs(10));
+        config.volume = vec![volume_config(&self.s3.endpoint())];
         Client::new(&config).expect("client")
     }
 
@@ -274,21 +247,25 @@ origin_timeout = "10s"
     }
 }
 
-fn volume_toml(endpoint: &str) -> String {
-    format!(
-        r#"
-[[volume]]
-name = "vol1"
-token = "{TOKEN}"
-[[volume.origin]]
-url = "s3://bucket/vol1"
-endpoint = "{endpoint}"
-region = "us-east-1"
-access_key_id = "{AK}"
-secret_access_key = "{SK}"
-allow_http = true
-"#
-    )
+fn volume_config(endpoint: &str) -> VolumeConfig {
+    let origin = OriginConfig {
+        endpoint: Some(endpoint.into()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some(AK.into()),
+        secret_access_key: Some(SK.into()),
+        allow_http: true,
+        ..OriginConfig::new("s3://bucket/vol1")
+    };
+    VolumeConfig::new(vol(), TOKEN, vec![origin])
+}
+
+fn node_id(id: &str) -> NodeId {
+    NodeId::new(id).expect("valid node id")
+}
+
+/// The cache of the in-process nodes: 64 MiB of memory, 512 MiB of disk.
+fn small_cache() -> CacheSection {
+    CacheSection { memory_capacity: ByteSize::mib(64), disk_capacity: ByteSize::mib(512), ..CacheSection::default() }
 }
 
 /// Asks `service` for the whole first page of `k`, as the server would for a client's stream:
@@ -436,13 +413,9 @@ async fn a_client_that_disconnects_mid_fill_costs_nothing_and_fails_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foyer_runs_a_fill_to_the_end_when_every_caller_is_dropped() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let toml = format!(
-        "[node]\nid = \"a\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-         [cache]\nmemory_capacity = \"64MiB\"\ndisk_capacity = \"512MiB\"\n\
-         [tls]\nca = \"x\"\ncert = \"x\"\nkey = \"x\"\n",
-        dir.path().display()
-    );
-    let config: NodeConfig = cache_client::config::parse_toml(&toml).expect("config");
+    let tls = TlsConfig { ca: "x".into(), cert: "x".into(), key: "x".into() };
+    let mut config = NodeConfig::local(node_id("a"), dir.path(), tls);
+    config.cache = small_cache();
     let registry = cache_node::metrics::NodeMetrics::new(Vec::new()).registry;
     let store = PageStore::open(&config, registry).await.expect("open");
     let key = PageKey { volume: vol(), key: ObjectKey::new("k").expect("key"), page: 0 };

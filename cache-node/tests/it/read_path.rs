@@ -2,13 +2,11 @@
 //! QUIC with foyer caches on disk, an S3 server with SigV4 over loopback HTTP as the origin, mTLS
 //! certificates, and the real client library.
 
-mod support;
-
 use std::time::Duration;
 
 use cache_client::{ReadError, stats::Source};
 use cache_proto::wire::Tier;
-use support::*;
+use cache_testkit::cluster::*;
 
 async fn statuses(client: &cache_client::Client, n: usize) -> Vec<cache_proto::wire::NodeStatus> {
     let mut out = Vec::new();

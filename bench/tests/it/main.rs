@@ -1,0 +1,5 @@
+//! The bench crate's integration tests in one binary: the checker (`check`) and the load engine
+//! (`load`) of `cache-bench`, each against real parts in this process.
+
+mod check;
+mod load;

@@ -126,7 +126,7 @@ pub fn client_config(
 /// Opens a bare page store (no node around it) in `dir` with the given capacities.
 pub async fn open_store(dir: &Path, memory: &str, disk: &str) -> anyhow::Result<PageStore> {
     let config = node_config(dir, &dir.join("no-certs"), memory, disk, None)?;
-    Ok(PageStore::open(&config, NodeMetrics::new(Vec::new()).registry).await?)
+    Ok(PageStore::open(&config, &NodeMetrics::new(Vec::new())).await?)
 }
 
 /// Puts `n` objects of [`PAGE`] bytes (seeds `0..n`) into the bench volume on `s3` and returns

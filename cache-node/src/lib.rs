@@ -173,7 +173,7 @@ impl RunningNode {
         };
 
         let metrics = NodeMetrics::new(config.volume.iter().map(|v| v.name.clone()).collect());
-        let store = PageStore::open(&config, metrics.registry.clone()).await?;
+        let store = PageStore::open(&config, &metrics).await?;
         let service = Arc::new(Service {
             id: id.clone(),
             volumes,

@@ -24,7 +24,7 @@ use cache_proto::{
 };
 
 use crate::{
-    metrics::{KindLabel, NodeMetrics, VolumeLabel, VolumeName},
+    metrics::{ErrorKind, KindLabel, NodeMetrics, VolumeLabel, VolumeName},
     service::{Service, VolumeState},
     store::{Page, PageEntry, PageKey},
 };
@@ -135,7 +135,7 @@ impl Service {
                     if tier == Tier::Disk && page_digest(&key.volume, &key.key, key.page, 0, &page.bytes) != page.digest
                     {
                         tracing::warn!(node = %self.id, volume = %key.volume, key = %key.key, page = key.page, "page failed its digest on disk; refetching");
-                        self.metrics.error("corrupt");
+                        self.metrics.error(ErrorKind::Corrupt);
                         // Every request that waited on this disk read got the same bad page;
                         // the first drops it, and leaves the page filled again meanwhile alone.
                         self.store.remove_entry(&key, &entry);
@@ -158,7 +158,7 @@ impl Service {
                         return Err(failure);
                     }
                     tracing::warn!(node = %self.id, error = %e, "cache failed; reading the origin directly");
-                    self.metrics.error("internal");
+                    self.metrics.error(ErrorKind::Internal);
                     break;
                 }
             }

@@ -48,19 +48,112 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
-/// Error kinds counted in `errors{kind}`.
-pub const ERROR_KINDS: [&str; 10] = [
-    "unauthorized",
-    "unknown_volume",
-    "bad_request",
-    "not_found",
-    "origin",
-    "busy",
-    "internal",
-    "corrupt",
-    "protocol",
-    "forbidden",
-];
+/// Why a request was refused or failed: the `kind` label of `errors`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ErrorKind {
+    Unauthorized,
+    UnknownVolume,
+    BadRequest,
+    NotFound,
+    Origin,
+    Busy,
+    Internal,
+    Corrupt,
+    Protocol,
+    Forbidden,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 10] = [
+        Self::Unauthorized,
+        Self::UnknownVolume,
+        Self::BadRequest,
+        Self::NotFound,
+        Self::Origin,
+        Self::Busy,
+        Self::Internal,
+        Self::Corrupt,
+        Self::Protocol,
+        Self::Forbidden,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::UnknownVolume => "unknown_volume",
+            Self::BadRequest => "bad_request",
+            Self::NotFound => "not_found",
+            Self::Origin => "origin",
+            Self::Busy => "busy",
+            Self::Internal => "internal",
+            Self::Corrupt => "corrupt",
+            Self::Protocol => "protocol",
+            Self::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// Every metric family the node registers (prometheus-client adds `_total` to counters' series).
+/// The registrations below use these names and no others; tests check that none is listed twice,
+/// that each is registered, and that ARCHITECTURE.md names each.
+pub mod names {
+    pub const HITS: &str = "mirrorcache_node_hits";
+    pub const MISSES: &str = "mirrorcache_node_misses";
+    pub const SERVED_BYTES: &str = "mirrorcache_node_served_bytes";
+    pub const ORIGIN_REQUESTS: &str = "mirrorcache_node_origin_requests";
+    pub const ORIGIN_BYTES: &str = "mirrorcache_node_origin_bytes";
+    pub const ERRORS: &str = "mirrorcache_node_errors";
+    pub const REQUEST_DURATION: &str = "mirrorcache_node_request_duration_seconds";
+    pub const CACHE_USED: &str = "mirrorcache_node_cache_used_bytes";
+    pub const CACHE_CAPACITY: &str = "mirrorcache_node_cache_capacity_bytes";
+    pub const INFLIGHT: &str = "mirrorcache_node_inflight_requests";
+    pub const WARMS: &str = "mirrorcache_node_warm_requests";
+    pub const HANDOFF: &str = "mirrorcache_node_handoff_pages";
+    pub const PEEKS: &str = "mirrorcache_node_peeks";
+    pub const DISK_DROPPED: &str = "mirrorcache_node_disk_dropped_pages";
+    pub const DISK_STRIKES: &str = "mirrorcache_node_disk_strikes";
+    pub const DISK_BYPASSES: &str = "mirrorcache_node_disk_bypasses";
+    pub const DISK_BYPASSED: &str = "mirrorcache_node_disk_bypassed";
+
+    pub const ALL: [&str; 17] = [
+        HITS,
+        MISSES,
+        SERVED_BYTES,
+        ORIGIN_REQUESTS,
+        ORIGIN_BYTES,
+        ERRORS,
+        REQUEST_DURATION,
+        CACHE_USED,
+        CACHE_CAPACITY,
+        INFLIGHT,
+        WARMS,
+        HANDOFF,
+        PEEKS,
+        DISK_DROPPED,
+        DISK_STRIKES,
+        DISK_BYPASSES,
+        DISK_BYPASSED,
+    ];
+}
+
+/// The disk breakers' series (`store/breaker.rs`), labelled by `op` (`read`, `write`).
+#[derive(Debug, Clone, Default)]
+pub struct BreakerMetrics {
+    pub(crate) strikes: Family<DiskLabel, Counter>,
+    pub(crate) bypasses: Family<OpLabel, Counter>,
+    pub(crate) bypassed: Family<OpLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DiskLabel {
+    pub(crate) op: &'static str,
+    pub(crate) kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OpLabel {
+    pub(crate) op: &'static str,
+}
 
 #[derive(Debug, Clone)]
 pub struct NodeMetrics {
@@ -89,6 +182,10 @@ pub struct NodeMetrics {
     pub handoff: Family<KindLabel, Counter>,
     /// Peeks other nodes sent here, by whether the page was cached (`hit`, `miss`).
     pub peeks: Family<KindLabel, Counter>,
+    /// Pages on disk that did not read back intact (the store counts them).
+    pub disk_dropped: Counter,
+    /// The disk breakers' strikes and bypasses (the store's breakers count them).
+    pub breakers: BreakerMetrics,
 }
 
 /// Latency buckets: 100 µs .. ~13 s, doubling.
@@ -118,28 +215,48 @@ impl NodeMetrics {
             warms: Family::default(),
             handoff: Family::default(),
             peeks: Family::default(),
+            disk_dropped: Counter::default(),
+            breakers: BreakerMetrics::default(),
         };
-        r.register("mirrorcache_node_hits", "Pages served from the cache, by volume and tier", m.hits.clone());
-        r.register("mirrorcache_node_misses", "Pages read from the origin to answer a request", m.misses.clone());
+        use names::*;
+        r.register(HITS, "Pages served from the cache, by volume and tier", m.hits.clone());
+        r.register(MISSES, "Pages read from the origin to answer a request", m.misses.clone());
+        r.register(SERVED_BYTES, "Page bytes sent to clients, by volume and tier", m.bytes_served.clone());
+        r.register(ORIGIN_REQUESTS, "GET requests sent to origins", m.origin_requests.clone());
+        r.register(ORIGIN_BYTES, "Bytes read from origins", m.origin_bytes.clone());
+        r.register(ERRORS, "Requests refused or failed, by kind", m.errors.clone());
+        r.register(REQUEST_DURATION, "Request latency by tier", m.request_seconds.clone());
+        r.register(CACHE_USED, "Cache bytes in use by tier", m.cache_used_bytes.clone());
+        r.register(CACHE_CAPACITY, "Cache capacity by tier", m.cache_capacity_bytes.clone());
+        r.register(INFLIGHT, "Requests being served", m.inflight.clone());
+        r.register(WARMS, "Warm requests by outcome", m.warms.clone());
         r.register(
-            "mirrorcache_node_served_bytes",
-            "Page bytes sent to clients, by volume and tier",
-            m.bytes_served.clone(),
-        );
-        r.register("mirrorcache_node_origin_requests", "GET requests sent to origins", m.origin_requests.clone());
-        r.register("mirrorcache_node_origin_bytes", "Bytes read from origins", m.origin_bytes.clone());
-        r.register("mirrorcache_node_errors", "Requests refused or failed, by kind", m.errors.clone());
-        r.register("mirrorcache_node_request_duration_seconds", "Request latency by tier", m.request_seconds.clone());
-        r.register("mirrorcache_node_cache_used_bytes", "Cache bytes in use by tier", m.cache_used_bytes.clone());
-        r.register("mirrorcache_node_cache_capacity_bytes", "Cache capacity by tier", m.cache_capacity_bytes.clone());
-        r.register("mirrorcache_node_inflight_requests", "Requests being served", m.inflight.clone());
-        r.register("mirrorcache_node_warm_requests", "Warm requests by outcome", m.warms.clone());
-        r.register(
-            "mirrorcache_node_handoff_pages",
+            HANDOFF,
             "Misses filled from the previous owner (hit) or the origin after asking it (miss)",
             m.handoff.clone(),
         );
-        r.register("mirrorcache_node_peeks", "Peeks from other nodes, by whether the page was cached", m.peeks.clone());
+        r.register(PEEKS, "Peeks from other nodes, by whether the page was cached", m.peeks.clone());
+        r.register(
+            DISK_DROPPED,
+            "Pages on disk that did not read back intact (checksum, header or key) and were filled again",
+            m.disk_dropped.clone(),
+        );
+        r.register(
+            DISK_STRIKES,
+            "Disk reads that failed (error) or took too long (slow), and pages queued for disk that never \
+             became readable (lost)",
+            m.breakers.strikes.clone(),
+        );
+        r.register(
+            DISK_BYPASSES,
+            "Times the node stopped reading or writing its disk for a while after repeated strikes",
+            m.breakers.bypasses.clone(),
+        );
+        r.register(
+            DISK_BYPASSED,
+            "1 while the node skips its disk for reads (pages come from memory or the origin) or writes",
+            m.breakers.bypassed.clone(),
+        );
         // Create every labelled series up front so scrapes show zeros rather than gaps.
         for v in &m.volumes {
             let volume = VolumeName(v.clone());
@@ -167,15 +284,23 @@ impl NodeMetrics {
             let _ = m.cache_used_bytes.get_or_create(&TierLabel { tier });
             let _ = m.cache_capacity_bytes.get_or_create(&TierLabel { tier });
         }
-        for kind in ERROR_KINDS {
-            let _ = m.errors.get_or_create(&KindLabel { kind });
+        for kind in ErrorKind::ALL {
+            let _ = m.errors.get_or_create(&KindLabel { kind: kind.as_str() });
+        }
+        // The series the store's two disk breakers count into (they would create them anyway).
+        for (op, kind) in [("read", "error"), ("read", "slow"), ("write", "lost")] {
+            let _ = m.breakers.strikes.get_or_create(&DiskLabel { op, kind });
+        }
+        for op in ["read", "write"] {
+            let _ = m.breakers.bypasses.get_or_create(&OpLabel { op });
+            let _ = m.breakers.bypassed.get_or_create(&OpLabel { op });
         }
         *m.registry.lock() = r;
         m
     }
 
-    pub fn error(&self, kind: &'static str) {
-        self.errors.get_or_create(&KindLabel { kind }).inc();
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors.get_or_create(&KindLabel { kind: kind.as_str() }).inc();
     }
 
     fn sum_tier(&self, family: &Family<VolumeTier, Counter>, tier: &'static str) -> u64 {
@@ -214,7 +339,7 @@ impl NodeMetrics {
     }
 
     pub fn errors_total(&self) -> u64 {
-        ERROR_KINDS.iter().map(|&kind| self.errors.get_or_create(&KindLabel { kind }).get()).sum()
+        ErrorKind::ALL.iter().map(|kind| self.errors.get_or_create(&KindLabel { kind: kind.as_str() }).get()).sum()
     }
 
     /// The registry in Prometheus text format.
@@ -267,5 +392,33 @@ mod tests {
         assert_eq!(latency_quantile(&text, 0.5), Some(0.0002));
         assert_eq!(latency_quantile(&text, 0.99), Some(0.0512));
         assert!(text.contains("mirrorcache_node_hits_total{volume=\"v\",tier=\"memory\"} 0"), "{text}");
+    }
+
+    #[test]
+    fn every_metric_name_is_listed_once_registered_and_documented() {
+        let mut sorted = names::ALL.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names::ALL.len(), "a metric name is listed twice");
+        let text = NodeMetrics::new(vec![Volume::new("v").expect("valid")]).encode();
+        let registered: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .filter(|name| name.starts_with("mirrorcache_"))
+            .collect();
+        let mut want = names::ALL.to_vec();
+        want.sort_unstable();
+        let mut got = registered.clone();
+        got.sort_unstable();
+        assert_eq!(got, want, "registered families and names::ALL differ");
+        let docs = include_str!("../../ARCHITECTURE.md");
+        for name in names::ALL {
+            assert!(docs.contains(name), "ARCHITECTURE.md does not name the metric {name}");
+        }
+        let kinds: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        let mut unique = kinds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), kinds.len(), "an error kind is listed twice");
     }
 }

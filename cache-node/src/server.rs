@@ -23,6 +23,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     answer::{Answer, Streamed, wanted},
+    metrics::ErrorKind,
     service::Service,
 };
 
@@ -54,7 +55,7 @@ pub async fn serve(
             let conn = match tokio::time::timeout(HANDSHAKE_DEADLINE, incoming).await {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => {
-                    service.metrics.error("protocol");
+                    service.metrics.error(ErrorKind::Protocol);
                     tracing::debug!(error = %e, "handshake failed");
                     return;
                 }
@@ -87,7 +88,7 @@ async fn serve_connection(
             // (1.25 MB) of them until it closes.
             datagram = conn.read_datagram(), if !hears_gossip => match datagram {
                 Ok(_) => {
-                    service.metrics.error("protocol");
+                    service.metrics.error(ErrorKind::Protocol);
                     continue;
                 }
                 Err(_) => return,
@@ -134,7 +135,7 @@ pub async fn respond<'a>(
     let request = Request::parse_prefix(prefix).and_then(|(kind, _)| RequestView::decode_body(kind, body));
     match request {
         Ok(request) => service.answer(request, peer).await,
-        Err(e) => service.refuse("protocol", Status::BadRequest, format!("malformed request: {e}")),
+        Err(e) => service.refuse(ErrorKind::Protocol, Status::BadRequest, format!("malformed request: {e}")),
     }
 }
 
@@ -173,19 +174,21 @@ async fn serve_stream(
     let answer = match tokio::time::timeout(REQUEST_DEADLINE, read).await {
         Ok(Ok(len)) => match trailing_bytes(&mut recv, &prefix) {
             0 => respond(service, &prefix, &body[..len], peer).await,
-            n => {
-                service.refuse("protocol", Status::BadRequest, format!("malformed request: {}", WireError::Trailing(n)))
-            }
+            n => service.refuse(
+                ErrorKind::Protocol,
+                Status::BadRequest,
+                format!("malformed request: {}", WireError::Trailing(n)),
+            ),
         },
         // The peer ended its side inside the frame: it is waiting for an answer, so say why.
         Ok(Err((quinn::ReadExactError::FinishedEarly(_), part))) => service.refuse(
-            "protocol",
+            ErrorKind::Protocol,
             Status::BadRequest,
             format!("malformed request: the stream ended inside the request {part}"),
         ),
         // Reset, or the connection is gone: nobody to answer.
         Ok(Err((e, _))) => return Err(e.into()),
-        Err(_) => service.refuse("protocol", Status::BadRequest, StreamError::RequestTimeout.to_string()),
+        Err(_) => service.refuse(ErrorKind::Protocol, Status::BadRequest, StreamError::RequestTimeout.to_string()),
     };
     let answer = match &service.hooks.answer {
         Some(hook) => hook(answer),

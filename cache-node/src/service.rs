@@ -32,7 +32,7 @@ use crate::{
         Membership,
         driver::{Control, GossipHandle},
     },
-    metrics::{KindLabel, NodeMetrics, TierLabel, VolumeLabel, VolumeName, VolumeTier, latency_quantile},
+    metrics::{ErrorKind, KindLabel, NodeMetrics, TierLabel, VolumeLabel, VolumeName, VolumeTier, latency_quantile},
     store::{Page, PageKey, PageStore},
 };
 
@@ -119,15 +119,15 @@ impl Service {
                 self.id,
                 self.operators.join(", ")
             );
-            return self.refuse("forbidden", Status::Forbidden, msg);
+            return self.refuse(ErrorKind::Forbidden, Status::Forbidden, msg);
         };
         let Some(gossip) = &self.gossip else {
             let msg = format!("node {} has static membership: remove it from [cluster] members instead", self.id);
-            return self.refuse("bad_request", Status::BadRequest, msg);
+            return self.refuse(ErrorKind::BadRequest, Status::BadRequest, msg);
         };
         let (done, applied) = tokio::sync::oneshot::channel();
         if gossip.control.send(Control::Drain(done)).await.is_err() || applied.await.is_err() {
-            return self.refuse("internal", Status::Internal, "gossip is not running".into());
+            return self.refuse(ErrorKind::Internal, Status::Internal, "gossip is not running".into());
         }
         tracing::info!(node = %self.id, operator = name, "draining");
         json_answer(&self.status())
@@ -140,7 +140,7 @@ impl Service {
             Err(refusal) => return *refusal,
         };
         let Ok(object) = ObjectKey::new(get.key) else {
-            return self.refuse("bad_request", Status::BadRequest, format!("bad key {:?}", get.key));
+            return self.refuse(ErrorKind::BadRequest, Status::BadRequest, format!("bad key {:?}", get.key));
         };
         let key = PageKey { volume: volume.clone(), key: object, page: get.page };
         match self.store.get_cached(&key).await {
@@ -148,7 +148,7 @@ impl Service {
                 let page = entry.value();
                 if tier == Tier::Disk && page_digest(volume, &key.key, key.page, 0, &page.bytes) != page.digest {
                     self.store.remove(&key);
-                    self.metrics.error("corrupt");
+                    self.metrics.error(ErrorKind::Corrupt);
                 } else {
                     self.metrics.peeks.get_or_create(&KindLabel { kind: "hit" }).inc();
                     return self.slice(get, page, tier);
@@ -164,9 +164,9 @@ impl Service {
         )
     }
 
-    pub(crate) fn refuse(&self, kind: &'static str, status: Status, message: String) -> Answer<'static> {
+    pub(crate) fn refuse(&self, kind: ErrorKind, status: Status, message: String) -> Answer<'static> {
         self.metrics.error(kind);
-        tracing::debug!(node = %self.id, kind, %message, "refused");
+        tracing::debug!(node = %self.id, kind = kind.as_str(), %message, "refused");
         Answer::other(ResponseHead::error(status, message), Bytes::new())
     }
 
@@ -175,22 +175,22 @@ impl Service {
     fn authorise(&self, get: &GetView<'_>) -> Result<(&Volume, &VolumeState), Box<Answer<'static>>> {
         let Some((volume, state)) = self.volumes.get_key_value(get.volume) else {
             let msg = format!("node {} serves no volume {}", self.id, get.volume);
-            return Err(Box::new(self.refuse("unknown_volume", Status::UnknownVolume, msg)));
+            return Err(Box::new(self.refuse(ErrorKind::UnknownVolume, Status::UnknownVolume, msg)));
         };
         if !same_secret(get.token, &state.token) {
             let msg = format!("wrong token for volume {}", get.volume);
-            return Err(Box::new(self.refuse("unauthorized", Status::Unauthorized, msg)));
+            return Err(Box::new(self.refuse(ErrorKind::Unauthorized, Status::Unauthorized, msg)));
         }
         if get.page_size != self.page_size {
             let msg = format!("page size {} asked, node {} uses {}", get.page_size, self.id, self.page_size);
-            return Err(Box::new(self.refuse("bad_request", Status::BadRequest, msg)));
+            return Err(Box::new(self.refuse(ErrorKind::BadRequest, Status::BadRequest, msg)));
         }
         Ok((volume, state))
     }
 
     fn busy(&self) -> Answer<'static> {
         let msg = format!("node {} is at its limit of requests in flight", self.id);
-        self.refuse("busy", Status::Busy, msg)
+        self.refuse(ErrorKind::Busy, Status::Busy, msg)
     }
 
     async fn get<'a>(&'a self, get: GetView<'a>) -> Answer<'a> {
@@ -242,8 +242,8 @@ impl Service {
                 let empty = Page { object_size: size, etag: None, digest: 0, bytes: Bytes::new() };
                 self.slice(get, &empty, Tier::Origin)
             }
-            Err(Failure::NotFound(msg)) => self.refuse("not_found", Status::NotFound, msg),
-            Err(Failure::Origin(msg)) => self.refuse("origin", Status::OriginFailed, msg),
+            Err(Failure::NotFound(msg)) => self.refuse(ErrorKind::NotFound, Status::NotFound, msg),
+            Err(Failure::Origin(msg)) => self.refuse(ErrorKind::Origin, Status::OriginFailed, msg),
         }
     }
 
@@ -254,7 +254,7 @@ impl Service {
             Err(refusal) => return *refusal,
         };
         let Ok(object) = ObjectKey::new(get.key) else {
-            return self.refuse("bad_request", Status::BadRequest, format!("bad key {:?}", get.key));
+            return self.refuse(ErrorKind::BadRequest, Status::BadRequest, format!("bad key {:?}", get.key));
         };
         let key = PageKey { volume: volume.clone(), key: object, page: get.page };
         let (outcome, object_size) = match mode {
@@ -272,10 +272,10 @@ impl Service {
                     Ok((found, _)) => (WarmOutcome::Present, Some(found.page().object_size)),
                     Err(Failure::OutOfRange { size }) => {
                         let msg = format!("page {} of {} starts past its end ({size} bytes)", get.page, get.key);
-                        return self.refuse("bad_request", Status::BadRequest, msg);
+                        return self.refuse(ErrorKind::BadRequest, Status::BadRequest, msg);
                     }
-                    Err(Failure::NotFound(msg)) => return self.refuse("not_found", Status::NotFound, msg),
-                    Err(Failure::Origin(msg)) => return self.refuse("origin", Status::OriginFailed, msg),
+                    Err(Failure::NotFound(msg)) => return self.refuse(ErrorKind::NotFound, Status::NotFound, msg),
+                    Err(Failure::Origin(msg)) => return self.refuse(ErrorKind::Origin, Status::OriginFailed, msg),
                 }
             }
         };

@@ -37,7 +37,7 @@
 
 mod breaker;
 
-pub use breaker::{BreakerMetrics, BreakerPolicy, DiskBreaker, Strike};
+pub use breaker::{BreakerPolicy, DiskBreaker, Strike};
 
 use std::{
     collections::VecDeque,
@@ -63,9 +63,9 @@ use foyer::{
 use futures::FutureExt;
 use mixtrics::registry::prometheus_client_0_24::PrometheusClientMetricsRegistry;
 use parking_lot::Mutex;
-use prometheus_client::{metrics::counter::Counter, registry::Registry};
+use prometheus_client::metrics::counter::Counter;
 
-use crate::config::NodeConfig;
+use crate::{config::NodeConfig, metrics::NodeMetrics};
 
 /// Cache key of one page.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -225,19 +225,12 @@ struct DiskHealth {
 }
 
 impl DiskHealth {
-    fn new(policy: BreakerPolicy, registry: &mut Registry) -> Self {
-        let metrics = BreakerMetrics::default();
-        metrics.register(registry);
-        let dropped = Counter::default();
-        registry.register(
-            "mirrorcache_node_disk_dropped_pages",
-            "Pages on disk that did not read back intact (checksum, header or key) and were filled again",
-            dropped.clone(),
-        );
+    fn new(policy: BreakerPolicy, metrics: &NodeMetrics) -> Self {
+        let (dropped, metrics) = (metrics.disk_dropped.clone(), &metrics.breakers);
         let now = Instant::now();
         Self {
-            reads: DiskBreaker::new("read", policy.clone(), &metrics, now),
-            writes: DiskBreaker::new("write", policy, &metrics, now),
+            reads: DiskBreaker::new("read", policy.clone(), metrics, now),
+            writes: DiskBreaker::new("write", policy, metrics, now),
             dropped,
             queued: Mutex::new(VecDeque::new()),
         }
@@ -287,18 +280,19 @@ impl DiskHealth {
 }
 
 impl PageStore {
-    /// Opens (and recovers) the cache described by `[cache]`, registering foyer's metrics and the
-    /// disk breaker's.
-    pub async fn open(config: &NodeConfig, registry: Arc<Mutex<Registry>>) -> Result<Self, StoreError> {
-        Self::open_with(config, registry, BreakerPolicy::default()).await
+    /// Opens (and recovers) the cache described by `[cache]`, registering foyer's metrics into
+    /// `metrics`' registry and counting the disk breakers' into `metrics`.
+    pub async fn open(config: &NodeConfig, metrics: &NodeMetrics) -> Result<Self, StoreError> {
+        Self::open_with(config, metrics, BreakerPolicy::default()).await
     }
 
     /// [`Self::open`] with the disk breaker's thresholds given (tests use short ones).
     pub async fn open_with(
         config: &NodeConfig,
-        registry: Arc<Mutex<Registry>>,
+        metrics: &NodeMetrics,
         policy: BreakerPolicy,
     ) -> Result<Self, StoreError> {
+        let registry = metrics.registry.clone();
         let dir = config.disk_dir();
         let open_err = |source| StoreError::Open { dir: dir.display().to_string(), source };
         let c = &config.cache;
@@ -337,7 +331,7 @@ impl PageStore {
             .build()
             .await
             .map_err(open_err)?;
-        let disk = Arc::new(DiskHealth::new(policy, &mut registry.lock()));
+        let disk = Arc::new(DiskHealth::new(policy, metrics));
         Ok(Self { cache, disk, memory_capacity: c.memory_capacity.0, disk_capacity: c.disk_capacity.0, block_size })
     }
 
@@ -542,7 +536,6 @@ fn tier_of(entry: &PageEntry) -> Tier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::NodeMetrics;
 
     /// foyer's count of pages queued for disk writes (prometheus-client adds a `_total` of its
     /// own to foyer's `foyer_storage_op_total`).
@@ -564,7 +557,7 @@ mod tests {
         let config: NodeConfig = cache_client::config::parse_toml(&toml).expect("config");
         config.validate().expect("valid");
         let metrics = NodeMetrics::new(Vec::new());
-        let store = PageStore::open(&config, metrics.registry.clone()).await.expect("open");
+        let store = PageStore::open(&config, &metrics).await.expect("open");
         let key = |page| PageKey { volume: Volume::new("v").expect("v"), key: ObjectKey::new("k").expect("k"), page };
         let page = || Page { object_size: 8 << 20, etag: None, digest: 0, bytes: Bytes::from(vec![7u8; 1 << 20]) };
 

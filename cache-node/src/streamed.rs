@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     answer::{Answer, Streamed, piece},
+    metrics::ErrorKind,
     service::{InFlight, Service, VolumeState},
 };
 
@@ -81,7 +82,7 @@ impl Service {
         };
         let rest = Box::pin(async move {
             let Ok((found, tier)) = lookup.await else {
-                self.metrics.error("origin");
+                self.metrics.error(ErrorKind::Origin);
                 return None;
             };
             let page = found.page();

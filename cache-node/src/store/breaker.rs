@@ -24,51 +24,9 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
-    registry::Registry,
-};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 
-/// The series of both breakers, labelled by `op` (`read`, `write`).
-#[derive(Debug, Clone, Default)]
-pub struct BreakerMetrics {
-    strikes: Family<DiskLabel, Counter>,
-    bypasses: Family<OpLabel, Counter>,
-    bypassed: Family<OpLabel, Gauge>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DiskLabel {
-    op: &'static str,
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OpLabel {
-    op: &'static str,
-}
-
-impl BreakerMetrics {
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "mirrorcache_node_disk_strikes",
-            "Disk reads that failed (error) or took too long (slow), and pages queued for disk that never \
-             became readable (lost)",
-            self.strikes.clone(),
-        );
-        registry.register(
-            "mirrorcache_node_disk_bypasses",
-            "Times the node stopped reading or writing its disk for a while after repeated strikes",
-            self.bypasses.clone(),
-        );
-        registry.register(
-            "mirrorcache_node_disk_bypassed",
-            "1 while the node skips its disk for reads (pages come from memory or the origin) or writes",
-            self.bypassed.clone(),
-        );
-    }
-}
+use crate::metrics::{BreakerMetrics, DiskLabel, OpLabel};
 
 /// Thresholds of the [`DiskBreaker`]; the defaults suit a local NVMe or SSD.
 #[derive(Debug, Clone)]

@@ -416,8 +416,8 @@ async fn foyer_runs_a_fill_to_the_end_when_every_caller_is_dropped() {
     let tls = TlsConfig { ca: "x".into(), cert: "x".into(), key: "x".into() };
     let mut config = NodeConfig::local(node_id("a"), dir.path(), tls);
     config.cache = small_cache();
-    let registry = cache_node::metrics::NodeMetrics::new(Vec::new()).registry;
-    let store = PageStore::open(&config, registry).await.expect("open");
+    let metrics = cache_node::metrics::NodeMetrics::new(Vec::new());
+    let store = PageStore::open(&config, &metrics).await.expect("open");
     let key = PageKey { volume: vol(), key: ObjectKey::new("k").expect("key"), page: 0 };
     let fills = Arc::new(AtomicU64::new(0));
     let fill = |fills: Arc<AtomicU64>| async move {

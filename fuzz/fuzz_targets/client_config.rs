@@ -2,8 +2,7 @@
 //! validates gives a usable member list.
 #![no_main]
 
-use cache_proto::{members::RingView};
-use cache_client::{config::{ClientConfig, parse_toml}};
+use cache_client::config::{ClientConfig, parse_toml};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +11,6 @@ fuzz_target!(|data: &[u8]| {
     if config.validate().is_err() {
         return;
     }
-    let view = RingView::from_config(&config.cluster);
+    let view = config.cluster.static_ring();
     assert_eq!(view.members.len(), config.cluster.members.len());
 });

@@ -30,6 +30,7 @@ pub mod origin;
 pub mod pool;
 mod read_piece;
 pub mod ring_source;
+pub mod signal;
 pub mod stats;
 pub mod tls;
 pub mod tls_reload;

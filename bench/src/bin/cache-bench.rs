@@ -257,21 +257,7 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::select! {
         result = work => result,
-        () = stop_signal() => anyhow::bail!("interrupted"),
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => term.recv().await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
+        () = cache_client::signal::stopped() => anyhow::bail!("interrupted"),
     }
 }
 
@@ -354,10 +340,10 @@ async fn check(args: CheckArgs) -> anyhow::Result<bool> {
     let stop = async {
         match &args.stop_file {
             Some(path) => tokio::select! {
-                () = stop_signal() => {}
+                () = cache_client::signal::stopped() => {}
                 () = check::file_appears(path) => {}
             },
-            None => stop_signal().await,
+            None => cache_client::signal::stopped().await,
         }
     };
     let progress = |p: &check::Progress| {
@@ -402,7 +388,7 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     };
     tokio::select! {
         r = bench::relay::run(front, args.upstream, options, stats.clone()) => r?,
-        () = stop_signal() => {}
+        () = cache_client::signal::stopped() => {}
         () = limit => {}
     }
     println!("relay stopped: {}", stats.summary());
@@ -434,7 +420,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        () = stop_signal() => {}
+        () = cache_client::signal::stopped() => {}
         () = limit => {}
         () = report => {}
     }

@@ -27,23 +27,7 @@ pub async fn run(config: Option<&PathBuf>, args: GatewayArgs) -> anyhow::Result<
     writeln!(out, "gateway serving on http://{addr}")?;
     out.flush()?;
     drop(out);
-    gateway::serve(listener, client, &config.volume, stop_signal()).await?;
+    gateway::serve(listener, client, &config.volume, cache_client::signal::stopped()).await?;
     tracing::info!("gateway stopped");
     Ok(())
-}
-
-/// Ctrl-C or SIGTERM.
-async fn stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the gateway");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

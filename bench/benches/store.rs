@@ -11,7 +11,10 @@
 use std::{hint::black_box, time::Duration};
 
 use bench::{PAGE, block_key, content, open_store, runtime, volume};
-use cache_node::store::{Page, PageKey, PageStore};
+use cache_node::{
+    lookup::Failure,
+    store::{Page, PageKey, PageStore},
+};
 use cache_proto::{digest::page_digest, wire::Tier};
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime};
 use tokio::runtime::Runtime;
@@ -33,8 +36,7 @@ fn page(i: u64) -> Page {
 /// Reads page `i`; a fill (a miss) gives back a page anyway, but with tier `Origin`.
 async fn get(store: &PageStore, i: u64) -> Tier {
     let fill = page(i);
-    let (entry, tier) =
-        store.get_or_fill(&key(i), async { Ok::<_, std::io::Error>(fill) }).await.expect("store answers");
+    let (entry, tier) = store.get_or_fill(&key(i), async { Ok::<_, Failure>(fill) }).await.expect("store answers");
     assert_eq!(entry.value().bytes.len() as u64, PAGE);
     tier
 }
@@ -70,7 +72,7 @@ fn bench_hits(g: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, st
             i = (i + 1) % keys.len();
             let key = &keys[i];
             async move {
-                let miss = async { Err::<Page, _>(std::io::Error::other("miss while measuring hits")) };
+                let miss = async { Err::<Page, _>(Failure::Origin("miss while measuring hits".into())) };
                 let (entry, got) = store.get_or_fill(key, miss).await.expect("hit");
                 assert_eq!(got, tier);
                 black_box(entry)

@@ -16,7 +16,7 @@ pub async fn serve(listener: TcpListener, service: Arc<Service>, shutdown: Cance
 
 async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     service.refresh_gauges();
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], service.metrics.encode())
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], service.metrics().encode())
 }
 
 async fn healthz(State(service): State<Arc<Service>>) -> String {

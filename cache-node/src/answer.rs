@@ -3,7 +3,7 @@
 //! payload (a `Bytes` slice of the cached page) or, for a miss this request fills from the
 //! origin, the page's bytes as they arrive and the digest after them ([`Streamed`]).
 //!
-//! An [`AnswerHook`] given to [`crate::Node`] at build time sees every answer before it is
+//! An [`AnswerHook`] given to [`crate::Node::build`] in [`Hooks`] sees every answer before it is
 //! written: how the test harness injects faults (a node with bad memory) without a switch in
 //! the product binary.
 
@@ -22,6 +22,20 @@ use crate::store::Page;
 
 /// Sees (and may change) every answer before the server writes it. Only tests install one.
 pub type AnswerHook = Arc<dyn for<'a> Fn(Answer<'a>) -> Answer<'a> + Send + Sync>;
+
+/// What a test may install in a node it builds: nothing a config file or the environment can
+/// turn on, so a product binary cannot be made to misbehave.
+#[derive(Default, Clone)]
+pub struct Hooks {
+    /// Sees every answer before it is written (e.g. the harness's corrupting node).
+    pub answer: Option<AnswerHook>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").field("answer", &self.answer.is_some()).finish()
+    }
+}
 
 /// The bytes to send back for one request: a head frame, then the payload, or the bytes of a
 /// page still being read from the origin and then its digest (`streamed`, payload empty).

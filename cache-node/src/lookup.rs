@@ -3,6 +3,19 @@
 //! the ring changed within the handoff window (warm handoff), else from the volume's origin
 //! chain; and, if the cache itself fails, the origin directly. [`Found`] keeps a cache hit as
 //! foyer's entry, so answering it copies nothing.
+//!
+//! ```text
+//! Lookup::find ─► store.memory_get ─hit─► Found::Cached (Tier::Memory)
+//!      │ miss
+//!      ▼
+//! store.get_or_fill(key, fill) ─► disk ─► fill_page: handoff peek ─miss─► origin chain (tapped)
+//!      │ disk page fails its digest: dropped, looked up once more
+//!      │ a fill this request waited on failed with an origin error: filled once more
+//!      └ the cache fails: fill_page without the cache (Found::Uncached)
+//! ```
+//!
+//! [`Lookup`] holds what finding a page needs (the store, the ring for handoff, the peers, the
+//! fill budget), and nothing of how a request is answered.
 
 use std::{
     sync::{
@@ -14,46 +27,47 @@ use std::{
 
 use cache_client::{
     origin::{OriginChain, OriginError, OriginTap},
-    pool::Pool,
+    pool::{ExchangeError, Pool},
 };
 use cache_proto::{
     digest::page_digest,
-    key::{ObjectKey, Volume},
+    key::{NodeId, ObjectKey, Volume},
     ring::{Member, page_point},
-    wire::{Get, GetView, Request, ResponseHead, Tier},
+    wire::{Get, GetView, Request, ResponseHead, Status, Tier, WireError},
 };
+use tokio::sync::Semaphore;
 
 use crate::{
+    membership::Membership,
     metrics::{ErrorKind, KindLabel, NodeMetrics, VolumeLabel, VolumeName},
-    service::{Service, VolumeState},
-    store::{Page, PageEntry, PageKey},
+    store::{FlightError, Page, PageEntry, PageKey, PageStore},
 };
 
-/// Why a fill did not produce a page.
-#[derive(Debug, thiserror::Error)]
-pub enum FillError {
-    #[error(transparent)]
-    Origin(#[from] OriginError),
-    #[error("origin did not answer {key} within {after:?}")]
-    Timeout { key: String, after: Duration },
+/// A volume as a node serves it.
+#[derive(Debug)]
+pub struct VolumeState {
+    pub token: String,
+    pub origin: Arc<OriginChain>,
 }
 
-/// What a failed lookup tells the client (owned: foyer shares the fill's error by reference).
-#[derive(Debug)]
+/// Why a lookup found no page: what the client is told. Cloned to every request that waited on
+/// the same fill.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Failure {
     /// The page starts past the object's end.
-    OutOfRange {
-        size: u64,
-    },
+    #[error("the page starts past the object's end ({size} bytes)")]
+    OutOfRange { size: u64 },
+    #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
     Origin(String),
 }
 
-impl From<&FillError> for Failure {
-    fn from(e: &FillError) -> Self {
+impl From<OriginError> for Failure {
+    fn from(e: OriginError) -> Self {
         match e {
-            FillError::Origin(OriginError::OutOfRange { size, .. }) => Self::OutOfRange { size: *size },
-            FillError::Origin(e @ OriginError::NotFound { .. }) => Self::NotFound(e.to_string()),
+            OriginError::OutOfRange { size, .. } => Self::OutOfRange { size },
+            e @ OriginError::NotFound { .. } => Self::NotFound(e.to_string()),
             e => Self::Origin(e.to_string()),
         }
     }
@@ -75,14 +89,31 @@ impl Found {
     }
 }
 
-impl Service {
+/// Finds pages: the node's store, and what a fill reads from and is bounded by.
+#[derive(Debug)]
+pub struct Lookup {
+    /// This node, for logs.
+    pub id: NodeId,
+    pub store: PageStore,
+    pub metrics: NodeMetrics,
+    /// The ring as this node sees it, and the rings before it (for handoff).
+    pub membership: Arc<Membership>,
+    /// Connections to the other nodes, for warm handoff.
+    pub peers: Arc<Pool>,
+    /// One permit per page being filled from the origin at once (`node.max_fill_bytes`).
+    pub fills: Arc<Semaphore>,
+    pub page_size: u32,
+    pub origin_timeout: Duration,
+}
+
+impl Lookup {
     /// Finds page `get.page` of `get.key`. A page from disk is checked against its digest; a bad
     /// one is dropped and filled again. A request that waited on another request's fill, and saw
     /// that fill fail with an error that may pass (a timeout, an origin error: not a missing
     /// object), tries once more under a new single flight, so the waiters of a failed leader
     /// share one new origin GET instead of failing with it. If the cache itself fails, the page
     /// is read from the origin without caching, so the client still gets its bytes.
-    pub(crate) async fn lookup(
+    pub async fn find(
         &self,
         volume: &Volume,
         state: &VolumeState,
@@ -108,15 +139,17 @@ impl Service {
         let fill = || {
             let handoff =
                 previous.clone().map(|owner| Handoff { owner, peers: self.peers.clone(), token: state.token.clone() });
-            let sources = Sources { origin: state.origin.clone(), handoff, tap: tap.cloned() };
-            fill_page(
-                sources,
-                key.clone(),
-                self.page_size,
-                self.origin_timeout,
-                self.metrics.clone(),
-                self.fills.clone(),
-            )
+            let fill = Fill {
+                origin: state.origin.clone(),
+                handoff,
+                tap: tap.cloned(),
+                key: key.clone(),
+                page_size: self.page_size,
+                timeout: self.origin_timeout,
+                metrics: self.metrics.clone(),
+                fills: self.fills.clone(),
+            };
+            fill.run()
         };
         let (mut corrupt_retries, mut takeovers) = (1, 1);
         loop {
@@ -147,23 +180,22 @@ impl Service {
                     }
                     return Ok((Found::Cached(entry), tier));
                 }
-                Err(e) => {
-                    if let Some(fill) = e.downcast_ref::<FillError>() {
-                        let failure = Failure::from(fill);
-                        if takeovers > 0 && !led.load(Ordering::Relaxed) && matches!(failure, Failure::Origin(_)) {
-                            takeovers -= 1;
-                            tracing::debug!(node = %self.id, volume = %key.volume, key = %key.key, page = key.page, error = %fill, "the fill this request waited on failed; filling again");
-                            continue;
-                        }
-                        return Err(failure);
+                Err(FlightError::Fill(failure)) => {
+                    if takeovers > 0 && !led.load(Ordering::Relaxed) && matches!(failure, Failure::Origin(_)) {
+                        takeovers -= 1;
+                        tracing::debug!(node = %self.id, volume = %key.volume, key = %key.key, page = key.page, error = %failure, "the fill this request waited on failed; filling again");
+                        continue;
                     }
+                    return Err(failure);
+                }
+                Err(FlightError::Cache(e)) => {
                     tracing::warn!(node = %self.id, error = %e, "cache failed; reading the origin directly");
                     self.metrics.error(ErrorKind::Internal);
                     break;
                 }
             }
         }
-        fill().await.map(|page| (Found::Uncached(page), Tier::Origin)).map_err(|e| Failure::from(&e))
+        fill().await.map(|page| (Found::Uncached(page), Tier::Origin))
     }
 }
 
@@ -177,9 +209,22 @@ struct Handoff {
     token: String,
 }
 
+/// Why the previous owner did not hand a page over (the fill then reads the origin).
+#[derive(Debug, thiserror::Error)]
+enum HandoffMiss {
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    #[error("node {0} sent a page that fails its digest")]
+    BadDigest(NodeId),
+    #[error("{}: {}", .0.as_str(), .1)]
+    Refused(Status, String),
+    #[error("unexpected answer {0}")]
+    Unexpected(String),
+}
+
 impl Handoff {
     /// The whole page, if the previous owner has it cached and its bytes pass their digest.
-    async fn peek(&self, key: &PageKey, page_size: u32) -> Result<Page, String> {
+    async fn peek(&self, key: &PageKey, page_size: u32) -> Result<Page, HandoffMiss> {
         let request = Request::Peek(Get {
             volume: key.volume.clone(),
             token: self.token.clone(),
@@ -194,73 +239,72 @@ impl Handoff {
             ResponseHead::Page(p)
                 if u64::from(p.len) != p.object_size.saturating_sub(offset).min(u64::from(page_size)) =>
             {
-                Err(cache_proto::wire::WireError::Range(format!("{} bytes for this page", p.len)))
+                Err(WireError::Range(format!("{} bytes for this page", p.len)))
             }
             _ => Ok(()),
         };
-        let (head, bytes) =
-            self.peers.exchange(&self.owner, &request, HANDOFF_TIMEOUT, accept).await.map_err(|e| e.to_string())?;
+        let (head, bytes) = self.peers.exchange(&self.owner, &request, HANDOFF_TIMEOUT, accept).await?;
         match head {
             ResponseHead::Page(p) => {
                 let digest = page_digest(&key.volume, &key.key, key.page, 0, &bytes);
                 if digest != p.digest || bytes.is_empty() {
-                    return Err(format!("node {} sent a page that fails its digest", self.owner.id));
+                    return Err(HandoffMiss::BadDigest(self.owner.id.clone()));
                 }
                 Ok(Page { object_size: p.object_size, etag: p.etag, digest, bytes })
             }
-            ResponseHead::Error(e) => Err(format!("{}: {}", e.status.as_str(), e.message)),
-            other => Err(format!("unexpected answer {other:?}")),
+            ResponseHead::Error(e) => Err(HandoffMiss::Refused(e.status, e.message)),
+            other => Err(HandoffMiss::Unexpected(format!("{other:?}"))),
         }
     }
 }
 
-/// Where a fill reads a page: the previous owner (warm handoff), else the origin chain, whose
-/// bytes `tap` is told as they arrive (a streamed answer).
-struct Sources {
+/// One page's fill: where it reads (the previous owner, else the origin chain, whose bytes `tap`
+/// is told as they arrive for a streamed answer) and what bounds it.
+struct Fill {
     origin: Arc<OriginChain>,
     handoff: Option<Handoff>,
     tap: Option<OriginTap>,
-}
-
-/// Fills one page from its [`Sources`]: a cacheable [`Page`] whose digest was computed or
-/// checked here.
-async fn fill_page(
-    Sources { origin, handoff, tap }: Sources,
     key: PageKey,
     page_size: u32,
     timeout: Duration,
     metrics: NodeMetrics,
-    fills: Arc<tokio::sync::Semaphore>,
-) -> Result<Page, FillError> {
-    // One permit per page buffer being filled (`node.max_fill_bytes`): fills beyond it wait
-    // here, before they allocate, so a burst of cold pages cannot grow the node past its
-    // budget. Readers of the same page share one fill, and so one permit.
-    let _permit = match tokio::time::timeout(timeout, fills.acquire_owned()).await {
-        Ok(Ok(permit)) => permit,
-        // The semaphore is never closed; a fill that cannot get room in time fails like one
-        // whose origin did not answer in time.
-        Ok(Err(_)) | Err(_) => return Err(FillError::Timeout { key: key.key.to_string(), after: timeout }),
-    };
-    if let Some(handoff) = handoff {
-        match handoff.peek(&key, page_size).await {
-            Ok(page) => {
-                metrics.handoff.get_or_create(&KindLabel { kind: "hit" }).inc();
-                return Ok(page);
-            }
-            Err(why) => {
-                metrics.handoff.get_or_create(&KindLabel { kind: "miss" }).inc();
-                tracing::debug!(volume = %key.volume, key = %key.key, page = key.page, owner = %handoff.owner.id, %why, "handoff miss");
+    fills: Arc<Semaphore>,
+}
+
+impl Fill {
+    /// A cacheable [`Page`] whose digest was computed or checked here.
+    async fn run(self) -> Result<Page, Failure> {
+        let Self { origin, handoff, tap, key, page_size, timeout, metrics, fills } = self;
+        let timed_out = || Failure::Origin(format!("origin did not answer {} within {timeout:?}", key.key));
+        // One permit per page buffer being filled (`node.max_fill_bytes`): fills beyond it wait
+        // here, before they allocate, so a burst of cold pages cannot grow the node past its
+        // budget. Readers of the same page share one fill, and so one permit. The semaphore is
+        // never closed; a fill that cannot get room in time fails like one whose origin did not
+        // answer in time.
+        let Ok(Ok(_permit)) = tokio::time::timeout(timeout, fills.acquire_owned()).await else {
+            return Err(timed_out());
+        };
+        if let Some(handoff) = handoff {
+            match handoff.peek(&key, page_size).await {
+                Ok(page) => {
+                    metrics.handoff.get_or_create(&KindLabel { kind: "hit" }).inc();
+                    return Ok(page);
+                }
+                Err(why) => {
+                    metrics.handoff.get_or_create(&KindLabel { kind: "miss" }).inc();
+                    tracing::debug!(volume = %key.volume, key = %key.key, page = key.page, owner = %handoff.owner.id, %why, "handoff miss");
+                }
             }
         }
+        let start = key.page * u64::from(page_size);
+        let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };
+        metrics.origin_requests.get_or_create(&volume).inc();
+        let range = start..start + u64::from(page_size);
+        let read = tokio::time::timeout(timeout, origin.get_range_tapped(&key.key, range, tap.as_ref()))
+            .await
+            .map_err(|_| timed_out())??;
+        metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);
+        let digest = page_digest(&key.volume, &key.key, key.page, 0, &read.bytes);
+        Ok(Page { object_size: read.object_size, etag: read.etag, digest, bytes: read.bytes })
     }
-    let start = key.page * u64::from(page_size);
-    let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };
-    metrics.origin_requests.get_or_create(&volume).inc();
-    let range = start..start + u64::from(page_size);
-    let read = tokio::time::timeout(timeout, origin.get_range_tapped(&key.key, range, tap.as_ref()))
-        .await
-        .map_err(|_| FillError::Timeout { key: key.key.to_string(), after: timeout })??;
-    metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);
-    let digest = page_digest(&key.volume, &key.key, key.page, 0, &read.bytes);
-    Ok(Page { object_size: read.object_size, etag: read.etag, digest, bytes: read.bytes })
 }

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
-use cache_node::{RunningNode, config::NodeConfig};
+use cache_node::{Hooks, Node, config::NodeConfig};
 use clap::Parser;
 
 /// mimalloc, not the system allocator: its 4 MiB page buffers are reused, not mapped and zeroed
@@ -34,16 +34,16 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = NodeConfig::load(&args.config)?;
-    let node =
-        RunningNode::start(config).await.with_context(|| format!("starting node from {}", args.config.display()))?;
+    let node = Node::build(config, Hooks::default())
+        .await
+        .with_context(|| format!("starting node from {}", args.config.display()))?;
     println!("node {} serving QUIC on {} and admin HTTP on http://{}", node.id, node.quic_addr(), node.admin_addr());
-
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("signal received; shutting down");
-    node.shutdown(Duration::from_secs(args.grace)).await;
+    let grace = Duration::from_secs(args.grace);
+    node.run(async move {
+        cache_client::signal::stopped().await;
+        tracing::info!("signal received; shutting down");
+        grace
+    })
+    .await;
     Ok(())
 }

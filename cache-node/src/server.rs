@@ -55,7 +55,7 @@ pub async fn serve(
             let conn = match tokio::time::timeout(HANDSHAKE_DEADLINE, incoming).await {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(e)) => {
-                    service.metrics.error(ErrorKind::Protocol);
+                    service.metrics().error(ErrorKind::Protocol);
                     tracing::debug!(error = %e, "handshake failed");
                     return;
                 }
@@ -88,7 +88,7 @@ async fn serve_connection(
             // (1.25 MB) of them until it closes.
             datagram = conn.read_datagram(), if !hears_gossip => match datagram {
                 Ok(_) => {
-                    service.metrics.error(ErrorKind::Protocol);
+                    service.metrics().error(ErrorKind::Protocol);
                     continue;
                 }
                 Err(_) => return,

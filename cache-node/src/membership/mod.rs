@@ -6,7 +6,8 @@
 //!                                          ▼ install(members)
 //!                          Membership: current RingView + epoch, previous rings (handoff window)
 //!                                          ▲
-//!            service.rs: Members answers, epoch in page heads, previous owner for a miss
+//!            service/ops.rs: Members answers; answer.rs: epoch in page heads;
+//!            lookup.rs: previous owner for a miss (warm handoff)
 //! ```
 //!
 //! The ring a node keeps is the one clients route by (same members, same code), so "the owner

@@ -27,6 +27,7 @@ use cache_client::{
 use cache_node::{
     RunningNode,
     config::{CacheSection, NodeConfig},
+    lookup::Failure,
     server::respond,
     service::Service,
     store::{Page, PageKey, PageStore},
@@ -423,7 +424,7 @@ async fn foyer_runs_a_fill_to_the_end_when_every_caller_is_dropped() {
     let fill = |fills: Arc<AtomicU64>| async move {
         fills.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(300)).await;
-        Ok::<_, std::io::Error>(Page { object_size: 3, etag: None, digest: 0, bytes: Bytes::from_static(b"abc") })
+        Ok::<_, Failure>(Page { object_size: 3, etag: None, digest: 0, bytes: Bytes::from_static(b"abc") })
     };
     let callers: Vec<_> = (0..10)
         .map(|_| {

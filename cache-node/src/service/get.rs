@@ -1,11 +1,13 @@
-//! A miss answered while it is filled: when this request leads a fill from the origin, the node
-//! sends the page head as soon as the origin's head is in, forwards the body chunks as they
-//! arrive, and ends with the digest of the whole piece (wire `Status::Streamed`). Without it a
-//! miss costs the origin read and then the whole transfer to the client; with it the transfer
-//! rides along with the origin read.
+//! `Get`: a piece of one page. A memory hit is answered at once and allocates nothing. Anything
+//! else is looked up with a tap on the origin: when this request leads a fill from the origin,
+//! the node sends the page head as soon as the origin's head is in, forwards the body chunks as
+//! they arrive, and ends with the digest of the whole piece (wire `Status::Streamed`). Without
+//! that a miss costs the origin read and then the whole transfer to the client; with it the
+//! transfer rides along with the origin read.
 //!
 //! ```text
-//!  Service::get_streaming ─► lookup(tap) ─┬─ hit, waiter, handoff, failure: a plain answer
+//!  get ─ memory hit ─► page answer
+//!   └─ get_streaming ─► lookup.find(tap) ─┬─ disk hit, waiter, handoff, failure: a plain answer
 //!                                         └─ the origin's head on the tap: Answer { streamed }
 //!  server::write_streamed ◄─ chunks from the tap ... then `rest`: the filled piece and its digest
 //! ```
@@ -26,17 +28,35 @@ use cache_proto::{
 };
 use tokio::sync::mpsc;
 
+use super::{InFlight, Service};
 use crate::{
     answer::{Answer, Streamed, piece},
-    metrics::ErrorKind,
-    service::{InFlight, Service, VolumeState},
+    lookup::{Failure, Found, VolumeState},
+    metrics::{ErrorKind, TierLabel, VolumeLabel, VolumeName, VolumeTier},
+    store::Page,
 };
 
 impl Service {
+    pub(super) async fn get<'a>(&'a self, get: GetView<'a>) -> Answer<'a> {
+        let (volume, state) = match self.authorise(&get) {
+            Ok(v) => v,
+            Err(refusal) => return *refusal,
+        };
+        let Ok(permit) = self.inflight.try_acquire() else { return self.busy() };
+        let in_flight = InFlight::new(&self.metrics().inflight, permit);
+        let began = Instant::now();
+        // A memory hit is answered here, allocating nothing; anything else may stream a fill.
+        let Some(entry) = self.lookup.store.memory_get(volume.as_str(), get.key, get.page) else {
+            return self.get_streaming(get, volume, state, in_flight, began).await;
+        };
+        drop(in_flight);
+        self.answer_found(&get, volume, Ok((Found::Cached(entry), Tier::Memory)), began)
+    }
+
     /// A `Get` that is not a memory hit: looks the page up with a tap on the origin, and if the
     /// origin's head comes in first (this request leads the fill), answers with the head at once
     /// and the bytes as they come.
-    pub(crate) async fn get_streaming<'a>(
+    async fn get_streaming<'a>(
         &'a self,
         get: GetView<'a>,
         volume: &'a Volume,
@@ -47,7 +67,7 @@ impl Service {
         let (tap, mut events) = mpsc::unbounded_channel();
         // The request counts as in flight until its lookup ends (or is dropped).
         let mut lookup = Box::pin(async move {
-            let found = self.lookup(volume, state, &get, Some(&tap)).await;
+            let found = self.lookup.find(volume, state, &get, Some(&tap)).await;
             drop(in_flight);
             found
         });
@@ -76,13 +96,13 @@ impl Service {
             object_size,
             digest: 0,
             len: window.len() as u32,
-            epoch: self.membership.epoch(),
+            epoch: self.lookup.membership.epoch(),
             tier: Tier::Origin,
             etag: etag.as_deref(),
         };
         let rest = Box::pin(async move {
             let Ok((found, tier)) = lookup.await else {
-                self.metrics.error(ErrorKind::Origin);
+                self.metrics().error(ErrorKind::Origin);
                 return None;
             };
             let page = found.page();
@@ -96,5 +116,43 @@ impl Service {
             Some((bytes, digest))
         });
         Answer::page(|buf| encode_streamed_page_head(buf, &head), Bytes::new(), Some(Streamed { events, window, rest }))
+    }
+
+    /// Counts a page answer of `bytes` from `tier`: a hit or a miss, the bytes, the time taken.
+    fn count_served(&self, volume: &Volume, tier: Tier, bytes: usize, began: Instant) {
+        let metrics = self.metrics();
+        let name = VolumeName(volume.clone());
+        if tier == Tier::Origin {
+            metrics.misses.get_or_create(&VolumeLabel { volume: name.clone() }).inc();
+        } else {
+            metrics.hits.get_or_create(&VolumeTier { volume: name.clone(), tier: tier.as_str() }).inc();
+        }
+        let served = VolumeTier { volume: name, tier: tier.as_str() };
+        metrics.bytes_served.get_or_create(&served).inc_by(bytes as u64);
+        let label = TierLabel { tier: tier.as_str() };
+        metrics.request_seconds.get_or_create(&label).observe(began.elapsed().as_secs_f64());
+    }
+
+    /// The answer for what a lookup found (or why it found nothing), with its metrics counted.
+    fn answer_found(
+        &self,
+        get: &GetView<'_>,
+        volume: &Volume,
+        found: Result<(Found, Tier), Failure>,
+        began: Instant,
+    ) -> Answer<'static> {
+        match found {
+            Ok((found, tier)) => {
+                let answer = self.slice(get, found.page(), tier);
+                self.count_served(volume, tier, answer.payload.len(), began);
+                answer
+            }
+            Err(Failure::OutOfRange { size }) => {
+                // The page starts past the object's end: an empty answer that carries the size.
+                let empty = Page { object_size: size, etag: None, digest: 0, bytes: Bytes::new() };
+                self.slice(get, &empty, Tier::Origin)
+            }
+            Err(failure) => self.refuse_failure(failure),
+        }
     }
 }

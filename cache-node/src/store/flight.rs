@@ -55,7 +55,7 @@ where
                         // failed (bit rot, a torn write) and it dropped the entry; or the
                         // block was evicted meanwhile.
                         if indexed {
-                            disk.dropped.inc();
+                            disk.dropped(&key, Instant::now());
                             tracing::warn!(volume = %key.volume, key = %key.key, page = key.page, "page on disk did not read back intact; refilling");
                         }
                         Ok(None)

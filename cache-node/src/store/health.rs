@@ -8,10 +8,16 @@
 //! later miss ─► confirm_writes: written long enough ago? readable ─► ok
 //!                                                       still queued ─► look again later
 //!                                                       gone ─► a strike (Lost) on writes
+//! disk read of a page this process wrote, indexed but not intact ─► a strike (Lost) on writes
 //! ```
+//!
+//! The last line is how a full disk shows: foyer indexes a page whose block write failed
+//! (ENOSPC), so the write looks confirmed, and only reading it back finds it missing. A page
+//! that does not read back but was written by an earlier process (bit rot at rest, a write torn
+//! by a crash) says nothing about writes now, and is only counted as dropped.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashSet, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -29,6 +35,8 @@ use crate::metrics::NodeMetrics;
 const WRITE_CONFIRM_AFTER: Duration = Duration::from_secs(5);
 /// Queued pages awaiting that check, at most (beyond, pages are not checked).
 const WRITES_TO_CONFIRM: usize = 1024;
+/// Pages this process wrote that are remembered as its own, at most (the oldest are forgotten).
+const WRITES_REMEMBERED: usize = 4096;
 
 pub(super) type Storage = Store<PageKey, Page, DefaultHasher, HybridCacheProperties>;
 
@@ -37,8 +45,16 @@ pub(super) struct DiskHealth {
     pub(super) reads: DiskBreaker,
     pub(super) writes: DiskBreaker,
     /// Pages the disk index had that did not read back intact.
-    pub(super) dropped: Counter,
+    dropped: Counter,
     queued: Mutex<VecDeque<(PageKey, Instant)>>,
+    /// Pages this process queued for disk, newest last (a bounded window).
+    written: Mutex<Written>,
+}
+
+#[derive(Debug, Default)]
+struct Written {
+    order: VecDeque<PageKey>,
+    keys: HashSet<PageKey>,
 }
 
 impl DiskHealth {
@@ -50,15 +66,37 @@ impl DiskHealth {
             writes: DiskBreaker::new("write", policy, metrics, now),
             dropped,
             queued: Mutex::new(VecDeque::new()),
+            written: Mutex::new(Written::default()),
         }
     }
 
     /// Queues `entry` for disk, to be confirmed by [`Self::confirm_writes`].
     pub(super) fn write(&self, storage: &Storage, entry: &PageEntry) {
         storage.enqueue(entry.piece(), false);
-        let mut queued = self.queued.lock();
-        if queued.len() < WRITES_TO_CONFIRM {
-            queued.push_back((entry.key().clone(), Instant::now()));
+        let key = entry.key();
+        {
+            let mut queued = self.queued.lock();
+            if queued.len() < WRITES_TO_CONFIRM {
+                queued.push_back((key.clone(), Instant::now()));
+            }
+        }
+        let mut written = self.written.lock();
+        if written.keys.insert(key.clone()) {
+            written.order.push_back(key.clone());
+            if written.order.len() > WRITES_REMEMBERED
+                && let Some(oldest) = written.order.pop_front()
+            {
+                written.keys.remove(&oldest);
+            }
+        }
+    }
+
+    /// A page the disk index had did not read back intact: counted as dropped, and as a lost
+    /// write if this process wrote it.
+    pub(super) fn dropped(&self, key: &PageKey, now: Instant) {
+        self.dropped.inc();
+        if self.written.lock().keys.contains(key) {
+            self.writes.record_strike(Strike::Lost, now);
         }
     }
 
@@ -93,5 +131,9 @@ impl DiskHealth {
     /// Stops checking `key`'s write (the page was removed on purpose).
     pub(super) fn forget(&self, key: &PageKey) {
         self.queued.lock().retain(|(k, _)| k != key);
+        let mut written = self.written.lock();
+        if written.keys.remove(key) {
+            written.order.retain(|k| k != key);
+        }
     }
 }

@@ -121,8 +121,7 @@ if want netem; then
   # Each node moves to port 7001 and keeps advertising 7000, where its relay listens.
   for n in a b c; do
     kill -TERM "${node_pid[$n]}"; wait "${node_pid[$n]}" 2>/dev/null || true
-    cp "$W/$n.toml" "$W/$n.toml.orig"
-    sed -i -e "s/^listen = \"\(.*\):7000\"/listen = \"\1:7001\"\nadvertise = \"\1:7000\"/" "$W/$n.toml"
+    QUIC_PORT=7001 node_config $n 10 --advertise "$(addr $n):7000"
     ip netns exec "mc-$n" "$BIN/cache-bench" udp-relay --listen "$(addr $n):7000" --upstream "$(addr $n):7001" \
       --delay 10ms --jitter 5ms --reorder 0.02 --duplicate 0.01 >"$W/logs/relay-$n.log" 2>&1 &
     relay_pid[$n]=$!
@@ -137,7 +136,7 @@ if want netem; then
     kill -TERM "${node_pid[$n]}"; wait "${node_pid[$n]}" 2>/dev/null || true
     kill -TERM "${relay_pid[$n]}"; wait "${relay_pid[$n]}" 2>/dev/null || true
     echo "relay $n: $(tail -n 1 "$W/logs/relay-$n.log")"
-    mv "$W/$n.toml.orig" "$W/$n.toml"
+    node_config $n 10
     start_node $n
   done
   wait_ring "a b c" 60
@@ -171,7 +170,7 @@ if want memory; then
     [[ -f $cg/memory.memsw.limit_in_bytes ]] && echo $((448 << 20)) >$cg/memory.memsw.limit_in_bytes 2>/dev/null || true
     # Restart b inside the cgroup with a memory tier and fill budget that fit in it.
     kill -TERM "${node_pid[b]}"; wait "${node_pid[b]}" 2>/dev/null || true
-    sed -i -e 's/^memory_capacity = .*/memory_capacity = "256MiB"/' -e 's/^origin_timeout = "10s"/origin_timeout = "10s"\nmax_fill_bytes = "32MiB"/' "$W/b.toml"
+    node_config b 10 --memory 256MiB --max-fill-bytes 32MiB
     echo $$ >$cg/cgroup.procs   # this shell, so the node starts inside; moved back below
     start_node b
     echo $$ >/sys/fs/cgroup/memory/cgroup.procs

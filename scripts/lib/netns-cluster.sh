@@ -1,9 +1,11 @@
-# Shared by scripts/membership.sh and scripts/faults.sh (source it; needs root): cache nodes in
-# network namespaces mc-<id> (veth pairs on bridge mcbr0, addresses 10.77.0.0/24 that exist only
-# inside this machine), with the origin and the clients in the root namespace. Everything is
-# undone by `cluster_cleanup` (call it from an EXIT trap).
+# Shared by scripts/membership.sh, scripts/faults.sh and scripts/bench.sh (source it; needs
+# root): cache nodes in network namespaces mc-<id> (veth pairs on bridge mcbr0, addresses
+# 10.77.0.0/24 that exist only inside this machine), with the origin and the clients in the root
+# namespace; or, before `cluster_network`, on loopback. Everything is undone by
+# `cluster_cleanup` (call it from an EXIT trap).
 #
-# Provides: W (work dir), BIN, NET, addr ID, node_config ID HANDOFF_SECS, start_node ID,
+# Provides: W (work dir; set it before sourcing to keep the files), BIN, NET, addr ID,
+# node_config ID HANDOFF_SECS [FLAGS], start_node ID, stop_nodes, wait_for FILE TEXT [N],
 # ctl ARGS (cachectl with the client config), status_json, ring_ids, origin_gets, converged,
 # wait_ring "a b c" [secs], figure, check NAME OK DETAIL, and $fail (1 once a check failed).
 
@@ -11,7 +13,9 @@ BIN=${BIN:-target/debug}
 NET=10.77.0
 BR=mcbr0
 NODES=(a b c d)
-W=$(mktemp -d /tmp/mc-netns.XXXXXX)
+own_w=
+if [[ -z "${W:-}" ]]; then W=$(mktemp -d /tmp/mc-netns.XXXXXX); own_w=1; fi
+mkdir -p "$W/logs"
 pids=()
 fail=0
 declare -A node_pid
@@ -30,7 +34,19 @@ cluster_cleanup() {
   fi
   for n in "${NODES[@]}"; do ip netns del "mc-$n" 2>/dev/null; ip link del "mc-$n-h" 2>/dev/null; done
   ip link del $BR 2>/dev/null
-  if [[ -n "${KEEP:-}" ]]; then echo "logs kept in $W"; else rm -rf "$W"; fi
+  if [[ -n "${KEEP:-}" || -z "$own_w" ]]; then echo "logs kept in $W"; else rm -rf "$W"; fi
+}
+
+# wait_for FILE TEXT [COUNT]: until FILE holds TEXT on more than COUNT lines (default 0), 30 s
+# at most; then exits, showing the file's end.
+wait_for() {
+  local before=${3:-0} now
+  for _ in $(seq 300); do
+    now=$(grep -c "$2" "$1" 2>/dev/null) || now=0
+    ((now > before)) && return 0
+    sleep 0.1
+  done
+  tail "$1" >&2; echo "timed out waiting for '$2' in $1" >&2; exit 1
 }
 
 cluster_build() {
@@ -58,20 +74,10 @@ cluster_network() {
   done
 }
 
-volume_toml() {
-  cat <<TOML
-[[volume]]
-name = "vol1"
-token = "vol1-token-0123456789"
-[[volume.origin]]
-url = "s3://demo/vol1"
-endpoint = "http://$NET.1:9000"
-region = "us-east-1"
-access_key_id = "mirrorcache-demo"
-secret_access_key = "mirrorcache-demo-secret"
-allow_http = true
-TOML
-}
+# Configs come from cluster-config (cache-testkit), built with the same builders as the tests'.
+# The origin, the volume and its token are mirror-origin's demo ones (cluster-config's defaults).
+origin_flags=(--origin "http://$NET.1:9000" --certs "$W/certs")
+seed_flags() { echo --seed "$(addr a):7000" --seed "$(addr b):7000"; }
 
 # Certificates, the origin, and the client config (gossip, seeded by a and b).
 cluster_base() {
@@ -79,59 +85,38 @@ cluster_base() {
   mkdir -p "$W/logs" "$W/origin/demo"
   "$BIN/mirror-origin" --dir "$W/origin" --listen $NET.1:9000 >"$W/logs/origin.log" 2>&1 &
   pids+=($!)
-  cat >"$W/client.toml" <<TOML
-[cluster]
-membership = "gossip"
-seeds = ["$(addr a):7000", "$(addr b):7000"]
-[tls]
-ca = "$W/certs/ca.pem"
-cert = "$W/certs/client.pem"
-key = "$W/certs/client.key"
-[client]
-connect_timeout = "1s"
-page_timeout = "10s"
-origin_timeout = "10s"
-$(volume_toml)
-TOML
+  # shellcheck disable=SC2046
+  "$BIN/cluster-config" client "${origin_flags[@]}" $(seed_flags) \
+    --connect-timeout 1s --page-timeout 10s --origin-timeout 10s -o "$W/client.toml"
 }
 
-# node_config ID HANDOFF_SECS
+# node_config ID HANDOFF_SECS [MORE cluster-config FLAGS]: $W/ID.toml, QUIC on ${QUIC_PORT:-7000}.
 node_config() {
-  cat >"$W/$1.toml" <<TOML
-[node]
-id = "$1"
-listen = "$(addr "$1"):7000"
-admin_listen = "$(addr "$1"):9100"
-data_dir = "$W/data/$1"
-operators = ["client"]
-handoff = "${2}s"
-origin_timeout = "10s"
-[cache]
-memory_capacity = "512MiB"
-disk_capacity = "1GiB"
-direct_io = false
-[tls]
-ca = "$W/certs/ca.pem"
-cert = "$W/certs/$1.pem"
-key = "$W/certs/$1.key"
-[cluster]
-membership = "gossip"
-seeds = ["$(addr a):7000", "$(addr b):7000"]
-$(volume_toml)
-TOML
+  local id=$1 handoff=$2
+  shift 2
+  # shellcheck disable=SC2046
+  "$BIN/cluster-config" node "$id" --listen "$(addr "$id"):${QUIC_PORT:-7000}" --admin "$(addr "$id"):9100" \
+    --data-dir "$W/data/$id" --operator client --handoff "${handoff}s" --origin-timeout 10s \
+    --memory 512MiB --disk 1GiB --no-direct-io "${origin_flags[@]}" $(seed_flags) "$@" -o "$W/$id.toml"
 }
 
+# start_node ID: node ID from $W/ID.toml, in its namespace if there is one, until it serves.
 start_node() {
-  ip netns exec "mc-$1" "$BIN/cache-node" --config "$W/$1.toml" >>"$W/logs/$1.log" 2>&1 &
+  local wrap=() before
+  [[ -e /run/netns/mc-$1 ]] && wrap=(ip netns exec "mc-$1")
+  before=$(grep -c "serving QUIC" "$W/logs/$1.log" 2>/dev/null) || before=0
+  "${wrap[@]}" "$BIN/cache-node" --config "$W/$1.toml" >>"$W/logs/$1.log" 2>&1 &
   node_pid[$1]=$!
   pids+=($!)
-  local before
-  before=$(grep -c "serving QUIC" "$W/logs/$1.log" || true)
-  for _ in $(seq 300); do
-    (($(grep -c "serving QUIC" "$W/logs/$1.log" || true) > before)) && return 0
-    sleep 0.1
-  done
-  tail "$W/logs/$1.log" >&2; echo "node $1 did not start" >&2; exit 1
+  wait_for "$W/logs/$1.log" "serving QUIC" "$before"
+}
+
+# stop_nodes: SIGTERM every node started, and wait for each to exit.
+stop_nodes() {
+  local n
+  for n in "${!node_pid[@]}"; do kill -TERM "${node_pid[$n]}" 2>/dev/null || true; done
+  for n in "${!node_pid[@]}"; do wait "${node_pid[$n]}" 2>/dev/null || true; done
+  node_pid=()
 }
 
 ctl() { "$BIN/cachectl" --config "$W/client.toml" "$@"; }

@@ -46,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("origin serving s3://{} on {}", args.bucket, origin.endpoint());
-    tokio::signal::ctrl_c().await?;
+    cache_client::signal::stopped().await;
     println!("origin served {} GETs, {} bytes", origin.get_count(), origin.bytes_served());
     Ok(())
 }

@@ -55,7 +55,14 @@ cluster_build() {
   cargo build --quiet --locked --workspace --bins
 }
 
-addr() { local i; for i in "${!NODES[@]}"; do [[ ${NODES[$i]} == "$1" ]] && echo "$NET.$((11 + i))"; done; }
+# addr ID: the node's address in its namespace (fails for an unknown id).
+addr() {
+  local i
+  for i in "${!NODES[@]}"; do
+    if [[ ${NODES[$i]} == "$1" ]]; then echo "$NET.$((11 + i))"; return 0; fi
+  done
+  return 1
+}
 
 cluster_network() {
   ip link add $BR type bridge

@@ -86,7 +86,7 @@ objects=(--volume vol1 --objects 48 --object-size 4MiB --prefix bench)
 step "cluster: 3 nodes on loopback, origin direct and behind a 50 ms proxy"
 "$BIN/mirror-origin" --dir "$out/origin" --listen 127.0.0.1:9000 >"$out/logs/origin.log" 2>&1 &
 pids+=($!)
-wait_for "$out/logs/origin.log" "origin serving"
+wait_for "$out/logs/origin.log" "origin serving" 0 $!
 "$BIN/cache-bench" proxy --listen 127.0.0.1:9400 --upstream 127.0.0.1:9000 --delay 50ms >"$out/logs/proxy.log" 2>&1 &
 pids+=($!)
 client_config "$out/client-direct.toml" 127.0.0.1:9000 a=127.0.0.1 b=127.0.0.2 c=127.0.0.3
@@ -124,7 +124,7 @@ for n in a b c; do
 done
 "$BIN/mirror-origin" --dir "$out/origin" --listen "$scale_origin" >"$out/logs/scale-origin.log" 2>&1 &
 pids+=($!)
-wait_for "$out/logs/scale-origin.log" "origin serving"
+wait_for "$out/logs/scale-origin.log" "origin serving" 0 $!
 client_config "$out/client-scale-populate.toml" "$scale_origin" "a=$(addr a)"
 "$BIN/cache-bench" populate --config "$out/client-scale-populate.toml" "${scale_objects[@]}" >"$out/scale-populate.log"
 for n in 1 2 3; do

@@ -35,28 +35,21 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-# wait_for FILE TEXT: poll a log for a readiness line, for at most 60 s.
-wait_for() {
-  for _ in $(seq 600); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || { cat "$1" >&2; echo "a process exited; log above" >&2; exit 1; }; done
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1" >&2
-  exit 1
-}
+source scripts/lib/wait.sh
 
 sample=()
 [[ -d .local/origin/demo/vol1 ]] || sample=(--sample vol1)
 "$bin/mirror-origin" --dir .local/origin --listen 127.0.0.1:9000 "${sample[@]}" >.local/logs/origin.log 2>&1 &
 pids+=($!)
-wait_for .local/logs/origin.log "origin serving"
+wait_for .local/logs/origin.log "origin serving" 0 "${pids[0]}"
 
+declare -A node
 for n in a b c; do
   "$bin/cache-node" --config "configs/local/$n.toml" >".local/logs/$n.log" 2>&1 &
   pids+=($!)
+  node[$n]=$!
 done
-for n in a b c; do wait_for ".local/logs/$n.log" "serving QUIC"; done
+for n in a b c; do wait_for ".local/logs/$n.log" "serving QUIC" 0 "${node[$n]}"; done
 
 cat <<MSG
 

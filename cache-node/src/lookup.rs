@@ -8,7 +8,7 @@
 //! Lookup::find ─► store.memory_get ─hit─► Found::Cached (Tier::Memory)
 //!      │ miss
 //!      ▼
-//! store.get_or_fill(key, fill) ─► disk ─► fill_page: handoff peek ─miss─► origin chain (tapped)
+//! store.get_or_fill(key, fill) ─► disk ─► Fill::run: peek the previous owners ─miss─► origin (tapped)
 //!      │ disk page fails its digest: dropped, looked up once more
 //!      │ a fill this request waited on failed with an origin error: filled once more
 //!      └ the cache fails: fill_page without the cache (Found::Uncached)
@@ -135,10 +135,13 @@ impl Lookup {
         }
         let object = ObjectKey::new(get.key).map_err(|e| Failure::Origin(e.to_string()))?;
         let key = PageKey { volume: volume.clone(), key: object, page: get.page };
-        let previous = self.membership.previous_owner(page_point(volume, &key.key, key.page), Instant::now());
+        let previous = self.membership.previous_owners(page_point(volume, &key.key, key.page), Instant::now());
         let fill = || {
-            let handoff =
-                previous.clone().map(|owner| Handoff { owner, peers: self.peers.clone(), token: state.token.clone() });
+            let handoff = (!previous.is_empty()).then(|| Handoff {
+                owners: previous.clone(),
+                peers: self.peers.clone(),
+                token: state.token.clone(),
+            });
             let fill = Fill {
                 origin: state.origin.clone(),
                 handoff,
@@ -202,9 +205,10 @@ impl Lookup {
 /// Deadline for a page from its previous owner (node to node, on the same network).
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where to ask for a page before the origin: its owner before the last ring change.
+/// Where to ask for a page before the origin: its owners before the last ring changes, most
+/// likely first (`Membership::previous_owners`).
 struct Handoff {
-    owner: Member,
+    owners: Vec<Member>,
     peers: Arc<Pool>,
     token: String,
 }
@@ -223,8 +227,21 @@ enum HandoffMiss {
 }
 
 impl Handoff {
-    /// The whole page, if the previous owner has it cached and its bytes pass their digest.
-    async fn peek(&self, key: &PageKey, page_size: u32) -> Result<Page, HandoffMiss> {
+    /// The whole page from the first previous owner that has it cached, its bytes checked.
+    async fn page(&self, key: &PageKey, page_size: u32) -> Option<Page> {
+        for owner in &self.owners {
+            match self.peek(owner, key, page_size).await {
+                Ok(page) => return Some(page),
+                Err(why) => {
+                    tracing::debug!(volume = %key.volume, key = %key.key, page = key.page, owner = %owner.id, %why, "handoff miss");
+                }
+            }
+        }
+        None
+    }
+
+    /// The whole page, if `owner` has it cached and its bytes pass their digest.
+    async fn peek(&self, owner: &Member, key: &PageKey, page_size: u32) -> Result<Page, HandoffMiss> {
         let request = Request::Peek(Get {
             volume: key.volume.clone(),
             token: self.token.clone(),
@@ -243,12 +260,12 @@ impl Handoff {
             }
             _ => Ok(()),
         };
-        let (head, bytes) = self.peers.exchange(&self.owner, &request, HANDOFF_TIMEOUT, accept).await?;
+        let (head, bytes) = self.peers.exchange(owner, &request, HANDOFF_TIMEOUT, accept).await?;
         match head {
             ResponseHead::Page(p) => {
                 let digest = page_digest(&key.volume, &key.key, key.page, 0, &bytes);
                 if digest != p.digest || bytes.is_empty() {
-                    return Err(HandoffMiss::BadDigest(self.owner.id.clone()));
+                    return Err(HandoffMiss::BadDigest(owner.id.clone()));
                 }
                 Ok(Page { object_size: p.object_size, etag: p.etag, digest, bytes })
             }
@@ -285,16 +302,11 @@ impl Fill {
             return Err(timed_out());
         };
         if let Some(handoff) = handoff {
-            match handoff.peek(&key, page_size).await {
-                Ok(page) => {
-                    metrics.handoff.get_or_create(&KindLabel { kind: "hit" }).inc();
-                    return Ok(page);
-                }
-                Err(why) => {
-                    metrics.handoff.get_or_create(&KindLabel { kind: "miss" }).inc();
-                    tracing::debug!(volume = %key.volume, key = %key.key, page = key.page, owner = %handoff.owner.id, %why, "handoff miss");
-                }
+            if let Some(page) = handoff.page(&key, page_size).await {
+                metrics.handoff.get_or_create(&KindLabel { kind: "hit" }).inc();
+                return Ok(page);
             }
+            metrics.handoff.get_or_create(&KindLabel { kind: "miss" }).inc();
         }
         let start = key.page * u64::from(page_size);
         let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };

@@ -37,17 +37,7 @@ cluster_cleanup() {
   if [[ -n "${KEEP:-}" || -z "$own_w" ]]; then echo "logs kept in $W"; else rm -rf "$W"; fi
 }
 
-# wait_for FILE TEXT [COUNT]: until FILE holds TEXT on more than COUNT lines (default 0), 30 s
-# at most; then exits, showing the file's end.
-wait_for() {
-  local before=${3:-0} now
-  for _ in $(seq 300); do
-    now=$(grep -c "$2" "$1" 2>/dev/null) || now=0
-    ((now > before)) && return 0
-    sleep 0.1
-  done
-  tail "$1" >&2; echo "timed out waiting for '$2' in $1" >&2; exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
 
 cluster_build() {
   # The debug build the tests made (CI builds once); a no-op when it is there.
@@ -115,7 +105,7 @@ start_node() {
   "${wrap[@]}" "$BIN/cache-node" --config "$W/$1.toml" >>"$W/logs/$1.log" 2>&1 &
   node_pid[$1]=$!
   pids+=($!)
-  wait_for "$W/logs/$1.log" "serving QUIC" "$before"
+  wait_for "$W/logs/$1.log" "serving QUIC" "$before" $!
 }
 
 # stop_nodes: SIGTERM every node started, and wait for each to exit.

@@ -7,7 +7,7 @@
 //!                          Membership: current RingView + epoch, previous rings (handoff window)
 //!                                          ▲
 //!            service/ops.rs: Members answers; answer.rs: epoch in page heads;
-//!            lookup.rs: previous owner for a miss (warm handoff)
+//!            lookup.rs: previous owners for a miss (warm handoff)
 //! ```
 //!
 //! The ring a node keeps is the one clients route by (same members, same code), so "the owner
@@ -37,11 +37,25 @@ use cache_proto::{
 /// Most previous rings kept for handoff (older ones are dropped even inside the window).
 const MAX_HISTORY: usize = 8;
 
+/// Most previous owners a miss asks for a page before it reads the origin.
+pub const MAX_HANDOFF_ASKS: usize = 3;
+
 #[derive(Debug)]
 struct Rings {
     current: Arc<RingView>,
     /// Replaced rings, newest first, with the time each was replaced.
     previous: VecDeque<(Instant, Arc<RingView>)>,
+    /// When this node found the cluster (it started, or came back), and the ring of that
+    /// cluster without it as this node knows it now: until it arrived, those members owned the
+    /// pages it owns. Refreshed at each change inside the handoff window, since a node learns
+    /// the cluster a few members at a time.
+    arrived: Option<(Instant, Arc<RingView>)>,
+}
+
+impl Rings {
+    fn without(&self, me: &NodeId) -> Arc<RingView> {
+        RingView::new(self.current.members.iter().filter(|m| &m.id != me).cloned().collect())
+    }
 }
 
 #[derive(Debug)]
@@ -62,7 +76,7 @@ impl Membership {
             me,
             handoff,
             epoch: AtomicU64::new(current.epoch),
-            rings: RwLock::new(Rings { current, previous: VecDeque::new() }),
+            rings: RwLock::new(Rings { current, previous: VecDeque::new(), arrived: None }),
             drain_started: RwLock::new(None),
         }
     }
@@ -97,13 +111,14 @@ impl Membership {
         if next.epoch == rings.current.epoch {
             return false;
         }
-        let mut old = std::mem::replace(&mut rings.current, next);
-        if old.members.iter().all(|m| m.id == self.me) {
-            // This node just found the cluster (it started, or came back): the pages it owns
-            // now were owned, until it arrived, by the members of the ring without it.
-            let others = rings.current.members.iter().filter(|m| m.id != self.me).cloned().collect();
-            old = RingView::new(others);
-        }
+        let old = std::mem::replace(&mut rings.current, next);
+        let arrived = match rings.arrived {
+            // This node just found the cluster (it started, or came back).
+            _ if old.members.iter().all(|m| m.id == self.me) => Some(now),
+            Some((at, _)) if now.saturating_duration_since(at) < self.handoff => Some(at),
+            _ => None,
+        };
+        rings.arrived = arrived.map(|at| (at, rings.without(&self.me)));
         rings.previous.push_front((now, old));
         let handoff = self.handoff;
         rings.previous.retain(|(at, _)| now.saturating_duration_since(*at) < handoff);
@@ -116,25 +131,35 @@ impl Membership {
         true
     }
 
-    /// The member that owned the page at ring point `point` before the ring changed (within the
-    /// handoff window), if it is not this node and is still a member: it may have the page.
-    pub fn previous_owner(&self, point: u64, now: Instant) -> Option<Member> {
+    /// The members that may have the page at ring point `point` cached because they owned it
+    /// within the handoff window, most likely first, each once, at most [`MAX_HANDOFF_ASKS`],
+    /// never this node, only current members: if this node arrived in the window, the owner on
+    /// the ring of the cluster without it; then the owners on the replaced rings, newest first.
+    /// More than one, because a node that joins learns the cluster a few members at a time: on
+    /// the rings it had before it heard of `c`, `c`'s pages belonged to others.
+    pub fn previous_owners(&self, point: u64, now: Instant) -> Vec<Member> {
         let rings = self.rings.read().unwrap_or_else(|e| e.into_inner());
-        for (replaced, ring) in &rings.previous {
-            if now.saturating_duration_since(*replaced) >= self.handoff {
+        let arrived = rings.arrived.iter().map(|(at, ring)| (*at, ring));
+        let previous = rings.previous.iter().map(|(at, ring)| (*at, ring));
+        let mut owners: Vec<Member> = Vec::new();
+        for (at, ring) in arrived.chain(previous) {
+            if owners.len() == MAX_HANDOFF_ASKS {
                 break;
+            }
+            if now.saturating_duration_since(at) >= self.handoff {
+                continue;
             }
             let Some(idx) = ring.ring.owner(point) else { continue };
             let owner = ring.ring.member(idx);
-            if owner.id == self.me {
+            if owner.id == self.me || owners.iter().any(|o| o.id == owner.id) {
                 continue;
             }
             // Ask it at the address it has now (it may have restarted elsewhere).
             if let Some(now_info) = rings.current.get(owner.id.as_str()) {
-                return Some(Member { id: now_info.id.clone(), addr: now_info.addr, weight: now_info.weight });
+                owners.push(Member { id: now_info.id.clone(), addr: now_info.addr, weight: now_info.weight });
             }
         }
-        None
+        owners
     }
 
     /// While draining: how long until the pages this node held have had the whole handoff
@@ -170,12 +195,12 @@ mod tests {
         for point in (0..2000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) {
             let owner_now = &after.ring.member(after.ring.owner(point).expect("owner")).id;
             let owner_before = &before.ring.member(before.ring.owner(point).expect("owner")).id;
-            let prev = d.previous_owner(point, t0 + Duration::from_secs(1));
+            let prev = d.previous_owners(point, t0 + Duration::from_secs(1));
             if owner_now.as_str() == "d" {
                 moved += 1;
-                assert_eq!(prev.map(|p| p.id), Some(owner_before.clone()));
+                assert_eq!(prev.first().map(|p| p.id.clone()), Some(owner_before.clone()));
             }
-            assert!(d.previous_owner(point, t0 + Duration::from_secs(61)).is_none());
+            assert!(d.previous_owners(point, t0 + Duration::from_secs(61)).is_empty());
         }
         // About a quarter of the pages moved to the new node.
         assert!((350..650).contains(&moved), "{moved}");
@@ -193,7 +218,8 @@ mod tests {
             .collect();
         assert!(!mine.is_empty());
         for p in mine {
-            let prev = d.previous_owner(p, t0).expect("a previous owner");
+            let prev = d.previous_owners(p, t0);
+            let prev = prev.first().expect("a previous owner");
             assert!(["a", "b", "c"].contains(&prev.id.as_str()), "{prev:?}");
         }
     }
@@ -203,7 +229,38 @@ mod tests {
         let t0 = Instant::now();
         let a = Membership::new(NodeId::new("a").expect("id"), serving(&["a", "b"]), Duration::from_secs(60));
         a.install(serving(&["a"]), t0);
-        assert!((0..100u64).all(|p| a.previous_owner(p << 50, t0).is_none()));
+        assert!((0..100u64).all(|p| a.previous_owners(p << 50, t0).is_empty()));
+    }
+
+    #[test]
+    fn a_node_that_learns_the_cluster_bit_by_bit_still_asks_the_real_previous_owner() {
+        // d hears of a and b (its seeds) first, is acknowledged, and only then hears of c: in
+        // the rings it had before c, c's pages belonged to a or b.
+        let t0 = Instant::now();
+        let joining = |ids: &[&str]| {
+            let mut members = serving(ids);
+            members.push(m("d", MemberState::Joining));
+            members
+        };
+        let d =
+            Membership::new(NodeId::new("d").expect("id"), vec![m("d", MemberState::Joining)], Duration::from_secs(60));
+        d.install(joining(&["a", "b"]), t0);
+        d.install(serving(&["a", "b", "d"]), t0);
+        d.install(serving(&["a", "b", "c", "d"]), t0);
+        let full = RingView::new(serving(&["a", "b", "c"]));
+        let now = d.view();
+        let mut from_c = 0;
+        for p in (0..2000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) {
+            let owner_now = &now.ring.member(now.ring.owner(p).expect("owner")).id;
+            let owner_before = &full.ring.member(full.ring.owner(p).expect("owner")).id;
+            if owner_now.as_str() == "d" && owner_before.as_str() == "c" {
+                from_c += 1;
+                let asked: Vec<_> = d.previous_owners(p, t0).into_iter().map(|o| o.id).collect();
+                assert!(asked.contains(owner_before), "page {p}: asks {asked:?}, c had it");
+                assert!(asked.len() <= MAX_HANDOFF_ASKS);
+            }
+        }
+        assert!(from_c > 50, "{from_c}");
     }
 
     #[test]

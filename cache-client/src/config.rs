@@ -79,14 +79,17 @@ impl ClusterConfig {
         Self { membership: Membership::Gossip, members: Vec::new(), seeds }
     }
 
+    /// The static member list, each serving (empty with gossip: the nodes tell it).
+    pub fn member_infos(&self) -> Vec<MemberInfo> {
+        self.members
+            .iter()
+            .map(|m| MemberInfo { id: m.id.clone(), addr: m.addr, weight: m.weight, state: MemberState::Serving })
+            .collect()
+    }
+
     /// The ring of the static member list (empty with gossip: the nodes tell it).
     pub fn static_ring(&self) -> Arc<RingView> {
-        RingView::new(
-            self.members
-                .iter()
-                .map(|m| MemberInfo { id: m.id.clone(), addr: m.addr, weight: m.weight, state: MemberState::Serving })
-                .collect(),
-        )
+        RingView::new(self.member_infos())
     }
 }
 

@@ -120,7 +120,7 @@ impl Node {
             _ => None,
         };
         let members = match &config.cluster {
-            Some(c) if c.membership == MembershipKind::Static => c.static_ring().members.clone(),
+            Some(c) if c.membership == MembershipKind::Static => c.member_infos(),
             _ => vec![MemberInfo {
                 state: if gossip_seeds.is_some() { MemberState::Joining } else { MemberState::Serving },
                 ..me.clone()

@@ -152,7 +152,7 @@ impl Service {
                 let empty = Page { object_size: size, etag: None, digest: 0, bytes: Bytes::new() };
                 self.slice(get, &empty, Tier::Origin)
             }
-            Err(failure) => self.refuse_failure(failure),
+            Err(failure) => self.refuse_failure(get, failure),
         }
     }
 }

@@ -107,10 +107,13 @@ impl Service {
         self.refuse(ErrorKind::Busy, Status::Busy, msg)
     }
 
-    /// A failed lookup as the refusal the client is told.
-    fn refuse_failure(&self, failure: Failure) -> Answer<'static> {
+    /// A failed lookup for `get` as the refusal the client is told.
+    fn refuse_failure(&self, get: &GetView<'_>, failure: Failure) -> Answer<'static> {
         match failure {
-            Failure::OutOfRange { .. } => self.refuse(ErrorKind::BadRequest, Status::BadRequest, failure.to_string()),
+            Failure::OutOfRange { size } => {
+                let msg = format!("page {} of {} starts past its end ({size} bytes)", get.page, get.key);
+                self.refuse(ErrorKind::BadRequest, Status::BadRequest, msg)
+            }
             Failure::NotFound(msg) => self.refuse(ErrorKind::NotFound, Status::NotFound, msg),
             Failure::Origin(msg) => self.refuse(ErrorKind::Origin, Status::OriginFailed, msg),
         }

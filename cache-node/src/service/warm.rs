@@ -2,14 +2,10 @@
 //! same single-flight lookup as a read, so a warmup racing readers still costs one origin GET.
 
 use bytes::Bytes;
-use cache_proto::wire::{GetView, ResponseHead, Status, Tier, WarmMode, WarmOutcome};
+use cache_proto::wire::{GetView, ResponseHead, Tier, WarmMode, WarmOutcome};
 
 use super::Service;
-use crate::{
-    answer::Answer,
-    lookup::Failure,
-    metrics::{ErrorKind, KindLabel},
-};
+use crate::{answer::Answer, metrics::KindLabel};
 
 impl Service {
     pub(super) async fn warm(&self, get: &GetView<'_>, mode: WarmMode) -> Answer<'static> {
@@ -29,11 +25,7 @@ impl Service {
                 match self.lookup.find(&key.volume, state, get, None).await {
                     Ok((found, Tier::Origin)) => (WarmOutcome::Filled, Some(found.page().object_size)),
                     Ok((found, _)) => (WarmOutcome::Present, Some(found.page().object_size)),
-                    Err(Failure::OutOfRange { size }) => {
-                        let msg = format!("page {} of {} starts past its end ({size} bytes)", get.page, get.key);
-                        return self.refuse(ErrorKind::BadRequest, Status::BadRequest, msg);
-                    }
-                    Err(failure) => return self.refuse_failure(failure),
+                    Err(failure) => return self.refuse_failure(get, failure),
                 }
             }
         };

@@ -6,7 +6,8 @@
 //! client ─QUIC─► server.rs ─► service/ (one file per request) ─► lookup.rs ─► store/        │
 //!             │   (mTLS,       get, peek, warm, ops:              memory ─► disk ─► fill:   │
 //!             │   1 stream     auth, answers (answer.rs)          handoff, or origin ───────┼─► S3
-//!             │   per page)                                       (cache_client::origin)   │
+//!             │   per page)                                       (cache_client::origin),  │
+//!             │                                                   told to fill_tap.rs      │
 //!  scrape ───►│ admin.rs (/metrics, /healthz)          metrics.rs (every name, one registry)│
 //!             └───────────────────────────────────────────────────────────────────────────┘
 //! ```
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod answer;
 pub mod config;
+pub mod fill_tap;
 pub mod lookup;
 pub mod membership;
 pub mod metrics;

@@ -8,7 +8,9 @@
 //! Lookup::find ─► store.memory_get ─hit─► Found::Cached (Tier::Memory)
 //!      │ miss
 //!      ▼
-//! store.get_or_fill(key, fill) ─► disk ─► Fill::run: peek the previous owners ─miss─► origin (tapped)
+//! store.get_or_fill(key, fill) ─► disk ─► Fill::run: peek the previous owners ─miss─► origin,
+//!      │                                     its head and bytes told to the page's FillTap
+//!      │                                     (every request for the page streams from it)
 //!      │ disk page fails its digest: dropped, looked up once more
 //!      │ a fill this request waited on failed with an origin error: filled once more
 //!      └ the cache fails: fill_page without the cache (Found::Uncached)
@@ -26,7 +28,7 @@ use std::{
 };
 
 use cache_client::{
-    origin::{OriginChain, OriginError, OriginTap},
+    origin::{OriginChain, OriginError},
     pool::{ExchangeError, Pool},
 };
 use cache_proto::{
@@ -38,6 +40,7 @@ use cache_proto::{
 use tokio::sync::Semaphore;
 
 use crate::{
+    fill_tap::FillTaps,
     membership::Membership,
     metrics::{ErrorKind, KindLabel, NodeMetrics, VolumeLabel, VolumeName},
     store::{FlightError, Page, PageEntry, PageKey, PageStore},
@@ -102,6 +105,8 @@ pub struct Lookup {
     pub peers: Arc<Pool>,
     /// One permit per page being filled from the origin at once (`node.max_fill_bytes`).
     pub fills: Arc<Semaphore>,
+    /// The fills in progress, told to every request for their page.
+    pub taps: Arc<FillTaps>,
     pub page_size: u32,
     pub origin_timeout: Duration,
 }
@@ -118,7 +123,6 @@ impl Lookup {
         volume: &Volume,
         state: &VolumeState,
         get: &GetView<'_>,
-        tap: Option<&OriginTap>,
     ) -> Result<(Found, Tier), Failure> {
         if let Some(entry) = self.store.memory_get(volume.as_str(), get.key, get.page) {
             return Ok((Found::Cached(entry), Tier::Memory));
@@ -145,7 +149,7 @@ impl Lookup {
             let fill = Fill {
                 origin: state.origin.clone(),
                 handoff,
-                tap: tap.cloned(),
+                taps: self.taps.clone(),
                 key: key.clone(),
                 page_size: self.page_size,
                 timeout: self.origin_timeout,
@@ -275,12 +279,12 @@ impl Handoff {
     }
 }
 
-/// One page's fill: where it reads (the previous owner, else the origin chain, whose bytes `tap`
-/// is told as they arrive for a streamed answer) and what bounds it.
+/// One page's fill: where it reads (the previous owner, else the origin chain, whose head and
+/// bytes the page's tap is told as they arrive, for streamed answers) and what bounds it.
 struct Fill {
     origin: Arc<OriginChain>,
     handoff: Option<Handoff>,
-    tap: Option<OriginTap>,
+    taps: Arc<FillTaps>,
     key: PageKey,
     page_size: u32,
     timeout: Duration,
@@ -291,7 +295,7 @@ struct Fill {
 impl Fill {
     /// A cacheable [`Page`] whose digest was computed or checked here.
     async fn run(self) -> Result<Page, Failure> {
-        let Self { origin, handoff, tap, key, page_size, timeout, metrics, fills } = self;
+        let Self { origin, handoff, taps, key, page_size, timeout, metrics, fills } = self;
         let timed_out = || Failure::Origin(format!("origin did not answer {} within {timeout:?}", key.key));
         // One permit per page buffer being filled (`node.max_fill_bytes`): fills beyond it wait
         // here, before they allocate, so a burst of cold pages cannot grow the node past its
@@ -312,9 +316,22 @@ impl Fill {
         let volume = VolumeLabel { volume: VolumeName(key.volume.clone()) };
         metrics.origin_requests.get_or_create(&volume).inc();
         let range = start..start + u64::from(page_size);
-        let read = tokio::time::timeout(timeout, origin.get_range_tapped(&key.key, range, tap.as_ref()))
-            .await
-            .map_err(|_| timed_out())??;
+        let tap = taps.tap(&key);
+        tap.begin();
+        let (events, mut told) = tokio::sync::mpsc::unbounded_channel();
+        let read = async {
+            let read = tokio::time::timeout(timeout, origin.get_range_tapped(&key.key, range, Some(&events))).await;
+            drop(events);
+            read
+        };
+        let tell = async {
+            while let Some(event) = told.recv().await {
+                tap.publish(event);
+            }
+        };
+        let (read, ()) = tokio::join!(read, tell);
+        tap.end();
+        let read = read.map_err(|_| timed_out())??;
         metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);
         let digest = page_digest(&key.volume, &key.key, key.page, 0, &read.bytes);
         Ok(Page { object_size: read.object_size, etag: read.etag, digest, bytes: read.bytes })

@@ -153,6 +153,7 @@ impl Node {
             membership,
             peers: Arc::new(Pool::new(endpoint.clone(), tls::client_config(&files, transport)?, PEER_CONNECT_TIMEOUT)),
             fills: Arc::new(Semaphore::new((config.node.max_fill_bytes.0 / page_size).max(1) as usize)),
+            taps: Arc::default(),
             page_size: page_size as u32,
             origin_timeout: config.node.origin_timeout.0,
         };

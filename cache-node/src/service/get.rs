@@ -1,14 +1,16 @@
 //! `Get`: a piece of one page. A memory hit is answered at once and allocates nothing. Anything
-//! else is looked up with a tap on the origin: when this request leads a fill from the origin,
-//! the node sends the page head as soon as the origin's head is in, forwards the body chunks as
-//! they arrive, and ends with the digest of the whole piece (wire `Status::Streamed`). Without
-//! that a miss costs the origin read and then the whole transfer to the client; with it the
+//! else is looked up while listening to the page's fill tap (`fill_tap.rs`): when the page is
+//! being filled from the origin, by this request or by another one it joined, the node sends the
+//! page head as soon as the origin's head is in, forwards the body chunks as they arrive, and
+//! ends with the digest of the whole piece (wire `Status::Streamed`). Without that a miss costs
+//! the origin read and then the whole transfer to the client, and a request that joined a fill
+//! shows its client no first byte until the fill is done (so the client hedges); with it the
 //! transfer rides along with the origin read.
 //!
 //! ```text
 //!  get ─ memory hit ─► page answer
-//!   └─ get_streaming ─► lookup.find(tap) ─┬─ disk hit, waiter, handoff, failure: a plain answer
-//!                                         └─ the origin's head on the tap: Answer { streamed }
+//!   └─ get_streaming ─► subscribe to the page's tap, lookup.find ─┬─ disk hit, handoff, failure: a plain answer
+//!                                                                  └─ the origin's head on the tap: Answer { streamed }
 //!  server::write_streamed ◄─ chunks from the tap ... then `rest`: the filled piece and its digest
 //! ```
 //!
@@ -23,17 +25,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use cache_client::origin::OriginEvent;
 use cache_proto::{
-    key::Volume,
+    key::{ObjectKey, Volume},
     wire::{GetView, PageHeadRef, Tier, encode_streamed_page_head},
 };
-use tokio::sync::mpsc;
 
 use super::{InFlight, Service};
 use crate::{
     answer::{Answer, Streamed, piece},
     lookup::{Failure, Found, VolumeState},
     metrics::{ErrorKind, TierLabel, VolumeLabel, VolumeName, VolumeTier},
-    store::Page,
+    store::{Page, PageKey},
 };
 
 impl Service {
@@ -53,8 +54,8 @@ impl Service {
         self.answer_found(&get, volume, Ok((Found::Cached(entry), Tier::Memory)), began)
     }
 
-    /// A `Get` that is not a memory hit: looks the page up with a tap on the origin, and if the
-    /// origin's head comes in first (this request leads the fill), answers with the head at once
+    /// A `Get` that is not a memory hit: looks the page up listening to its fill tap, and if the
+    /// origin's head comes in first (the page is being filled), answers with the head at once
     /// and the bytes as they come.
     async fn get_streaming<'a>(
         &'a self,
@@ -64,11 +65,19 @@ impl Service {
         in_flight: InFlight<'a>,
         began: Instant,
     ) -> Answer<'a> {
-        let (tap, mut events) = mpsc::unbounded_channel();
-        // The request counts as in flight until its lookup ends (or is dropped).
-        let mut lookup = Box::pin(async move {
-            let found = self.lookup.find(volume, state, &get, Some(&tap)).await;
+        let Ok(key) = ObjectKey::new(get.key) else {
+            // Not a key the cache can carry: the lookup says why.
+            let found = self.lookup.find(volume, state, &get).await;
             drop(in_flight);
+            return self.answer_found(&get, volume, found, began);
+        };
+        let tap = self.lookup.taps.tap(&PageKey { volume: volume.clone(), key, page: get.page });
+        let mut events = tap.subscribe();
+        // The request counts as in flight until its lookup ends (or is dropped); it holds the
+        // tap until then.
+        let mut lookup = Box::pin(async move {
+            let found = self.lookup.find(volume, state, &get).await;
+            drop((in_flight, tap));
             found
         });
         let (object_size, etag) = loop {

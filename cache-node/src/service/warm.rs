@@ -22,7 +22,7 @@ impl Service {
             }
             WarmMode::Fill => {
                 let Ok(_permit) = self.inflight.try_acquire() else { return self.busy() };
-                match self.lookup.find(&key.volume, state, get, None).await {
+                match self.lookup.find(&key.volume, state, get).await {
                     Ok((found, Tier::Origin)) => (WarmOutcome::Filled, Some(found.page().object_size)),
                     Ok((found, _)) => (WarmOutcome::Present, Some(found.page().object_size)),
                     Err(failure) => return self.refuse_failure(get, failure),

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Mutex;
 
 use crate::stats::Fallback;
@@ -70,6 +70,11 @@ impl ExchangeError {
     }
 }
 
+/// How much a node had sent on its connection at some moment ([`Pool::heard`]), to tell later
+/// whether it has sent anything since ([`Pool::heard_since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heard(Option<(usize, u64)>);
+
 /// One node's connection and health, found by its id.
 #[derive(Debug)]
 struct Slot {
@@ -88,6 +93,12 @@ impl Slot {
             set_aside_until: SyncMutex::new(None),
             strikes: SyncMutex::new((0, Instant::now())),
         }
+    }
+
+    /// What the node's connection has received so far (none while there is no connection).
+    fn heard(&self) -> Heard {
+        let conn = self.conn.try_lock().ok().and_then(|c| c.clone());
+        Heard(conn.map(|c| (c.stable_id(), c.stats().udp_rx.datagrams)))
     }
 
     /// One more hedge for this node; the [`SLOW_STRIKES`]th within [`SLOW_WINDOW`] sets it aside.
@@ -167,11 +178,30 @@ impl Pool {
         });
     }
 
-    /// `member` did not answer within the hedge deadline; after [`SLOW_STRIKES`] such times within
-    /// [`SLOW_WINDOW`] it is set aside (gray failure: slow, not down).
-    pub fn note_slow(&self, member: &Member) {
-        if self.slot(member).strike() {
+    /// `member` began no answer to a request within the hedge deadline. If it has sent nothing
+    /// at all since `before` either (taken when the request was sent: a live node acknowledges a
+    /// request within milliseconds), that is a strike, and after [`SLOW_STRIKES`] strikes within
+    /// [`SLOW_WINDOW`] it is set aside. A node that still talks is busy (a slow origin, a queue
+    /// of fills), not gone: setting it aside would send its reads to a node that fills them a
+    /// second time, or to the origin, which fills nothing.
+    pub fn note_slow(&self, member: &Member, before: Heard) {
+        if !self.heard_since(member, before) && self.slot(member).strike() {
             tracing::info!(node = %member.id, "node is slow; set aside for {SET_ASIDE:?}");
+        }
+    }
+
+    /// What `member` has sent on its connection so far.
+    pub fn heard(&self, member: &Member) -> Heard {
+        self.slot(member).heard()
+    }
+
+    /// Whether `member` has sent anything on its connection since `before` (a datagram of any
+    /// kind: an answer, an acknowledgement, a keep-alive, which a live node sends every second).
+    /// A killed, stopped or cut-off node sends nothing.
+    pub fn heard_since(&self, member: &Member, before: Heard) -> bool {
+        match (before, self.heard(member)) {
+            (_, Heard(None)) => false,
+            (before, now) => now != before,
         }
     }
 
@@ -221,37 +251,84 @@ impl Pool {
         timeout: Duration,
         accept: impl FnOnce(&ResponseHead) -> Result<(), WireError>,
     ) -> Result<(ResponseHead, Bytes), ExchangeError> {
+        let slot = self.slot(member);
         let node = member.id.to_string();
         let result = tokio::time::timeout(timeout, async {
             let conn = self.connection(member).await?;
-            exchange_on(&conn, &node, request, accept).await
+            let answering = open_on(&conn, &node, request, accept).await?;
+            answering.payload(None).await
         })
         .await;
-        match result {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => {
-                if matches!(e, ExchangeError::Connection { .. }) {
-                    self.slot(member).set_aside();
-                }
-                Err(e)
+        settle(&slot, node, timeout, result)
+    }
+
+    /// Sends `request` to `member` on a new stream and waits for the answer's head, at most
+    /// `timeout` (connecting included), if `accept` agrees to the length it gives. The payload
+    /// is then read with [`Answering::payload`]: a caller can tell a node that answers (a page
+    /// it is filling from a slow origin streams as the origin sends it) from one that does not.
+    pub async fn request(
+        &self,
+        member: &Member,
+        request: &Request,
+        timeout: Duration,
+        accept: impl FnOnce(&ResponseHead) -> Result<(), WireError>,
+    ) -> Result<Answering, ExchangeError> {
+        let slot = self.slot(member);
+        let node = member.id.to_string();
+        let result = tokio::time::timeout(timeout, async {
+            let conn = self.connection(member).await?;
+            open_on(&conn, &node, request, accept).await
+        })
+        .await;
+        settle(&slot, node, timeout, result).map(|mut a| {
+            a.slot = Some(slot);
+            a
+        })
+    }
+}
+
+/// An exchange's result, with the node set aside when its connection failed or it took the
+/// whole deadline (it is as good as down for a while).
+fn settle<T>(
+    slot: &Slot,
+    node: String,
+    timeout: Duration,
+    result: Result<Result<T, ExchangeError>, tokio::time::error::Elapsed>,
+) -> Result<T, ExchangeError> {
+    match result {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => {
+            if matches!(e, ExchangeError::Connection { .. }) {
+                slot.set_aside();
             }
-            Err(_) => {
-                // A node that takes the whole deadline is as good as down for a while.
-                self.slot(member).set_aside();
-                Err(ExchangeError::Timeout { node, after: timeout })
-            }
+            Err(e)
+        }
+        Err(_) => {
+            slot.set_aside();
+            Err(ExchangeError::Timeout { node, after: timeout })
         }
     }
 }
 
-/// One request on a new stream of `conn`: the head, then a payload of exactly the length the head
-/// gives, if `accept` agrees to that length (checked before anything is allocated).
-async fn exchange_on(
+/// An answer whose head has arrived; its payload is still on the stream.
+#[derive(Debug)]
+pub struct Answering {
+    pub head: ResponseHead,
+    status: Status,
+    recv: quinn::RecvStream,
+    node: String,
+    /// The node's slot, to set it aside if the payload stops coming.
+    slot: Option<Arc<Slot>>,
+}
+
+/// One request on a new stream of `conn`, up to the answer's head, if `accept` agrees to the
+/// payload length it gives.
+async fn open_on(
     conn: &quinn::Connection,
     node: &str,
     request: &Request,
     accept: impl FnOnce(&ResponseHead) -> Result<(), WireError>,
-) -> Result<(ResponseHead, Bytes), ExchangeError> {
+) -> Result<Answering, ExchangeError> {
     let lost = |source| ExchangeError::Connection { node: node.to_owned(), source };
     let (mut send, mut recv) = conn.open_bi().await.map_err(lost)?;
     let stream_err = |message: String| ExchangeError::Stream { node: node.to_owned(), message };
@@ -267,31 +344,98 @@ async fn exchange_on(
     recv.read_exact(&mut head).await.map_err(|e| stream_err(e.to_string()))?;
     let head = ResponseHead::decode_head(request.kind(), status, &head).map_err(wire)?;
     accept(&head).map_err(wire)?;
-    let mut payload = vec![0u8; head.payload_len() as usize];
-    let mut trailer = [0u8; TRAILER_LEN];
-    let body = async {
-        recv.read_exact(&mut payload).await?;
-        if status == Status::Streamed {
-            recv.read_exact(&mut trailer).await?;
+    Ok(Answering { head, status, recv, node: node.to_owned(), slot: None })
+}
+
+impl Answering {
+    /// The payload (and, for a streamed page, the digest after it). With `stall`, the bytes
+    /// must keep coming: a gap longer than it ends the read (and sets the node aside), however
+    /// long the whole takes; the node bounds that (its response deadline, its origin deadline).
+    pub async fn payload(self, stall: Option<Duration>) -> Result<(ResponseHead, Bytes), ExchangeError> {
+        let Self { mut head, status, mut recv, node, slot } = self;
+        let stream_err = |message: String| ExchangeError::Stream { node: node.clone(), message };
+        let len = head.payload_len() as usize;
+        let body = async {
+            let payload = read_exactly(&mut recv, len, stall).await?;
+            let mut trailer = [0u8; TRAILER_LEN];
+            if status == Status::Streamed {
+                let got = read_exactly(&mut recv, TRAILER_LEN, stall).await?;
+                trailer.copy_from_slice(&got);
+            }
+            Ok::<_, BodyError>((payload, trailer))
+        };
+        let (payload, trailer) = match body.await {
+            Ok(body) => body,
+            // The node's origin failed while it streamed the page: an `OriginFailed` answer.
+            Err(BodyError::Read(quinn::ReadError::Reset(code)))
+                if code == quinn::VarInt::from_u32(RESET_ORIGIN_FAILED) =>
+            {
+                let message = "the origin failed while the node streamed the page".to_owned();
+                return Ok((ResponseHead::Error(ErrorHead { status: Status::OriginFailed, message }), Bytes::new()));
+            }
+            Err(BodyError::Stalled(after)) => {
+                if let Some(slot) = slot {
+                    slot.set_aside();
+                }
+                return Err(ExchangeError::Timeout { node, after });
+            }
+            Err(BodyError::Read(quinn::ReadError::ConnectionLost(source))) => {
+                if let Some(slot) = slot {
+                    slot.set_aside();
+                }
+                return Err(ExchangeError::Connection { node, source });
+            }
+            Err(e) => return Err(stream_err(e.to_string())),
+        };
+        if let (Status::Streamed, ResponseHead::Page(page)) = (status, &mut head) {
+            page.digest = u64::from_be_bytes(trailer);
         }
-        Ok::<_, quinn::ReadExactError>(())
-    };
-    match body.await {
-        Ok(()) => {}
-        // The node's origin failed while it streamed the page: an `OriginFailed` answer.
-        Err(quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)))
-            if code == quinn::VarInt::from_u32(RESET_ORIGIN_FAILED) =>
-        {
-            let message = "the origin failed while the node streamed the page".to_owned();
-            return Ok((ResponseHead::Error(ErrorHead { status: Status::OriginFailed, message }), Bytes::new()));
+        Ok((head, payload))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error(transparent)]
+    Read(#[from] quinn::ReadError),
+    #[error("the stream ended {0} bytes early")]
+    Short(usize),
+    #[error("no bytes for {0:?}")]
+    Stalled(Duration),
+}
+
+/// Exactly `len` bytes of `recv`, each part within `stall` of the last. A payload that arrives
+/// as one chunk is kept as it is; else the parts are copied once into a buffer of `len` bytes
+/// (never zeroed first).
+async fn read_exactly(recv: &mut quinn::RecvStream, len: usize, stall: Option<Duration>) -> Result<Bytes, BodyError> {
+    let mut out: Option<BytesMut> = None;
+    let mut first: Option<Bytes> = None;
+    let mut got = 0;
+    while got < len {
+        let next = recv.read_chunk(len - got, true);
+        let chunk = match stall {
+            Some(after) => tokio::time::timeout(after, next).await.map_err(|_| BodyError::Stalled(after))??,
+            None => next.await?,
+        };
+        let Some(chunk) = chunk else { return Err(BodyError::Short(len - got)) };
+        got += chunk.bytes.len();
+        match (&mut out, first.take()) {
+            (None, None) if chunk.bytes.len() == len => return Ok(chunk.bytes),
+            (None, None) => first = Some(chunk.bytes),
+            (None, Some(earlier)) => {
+                let mut buf = BytesMut::with_capacity(len);
+                buf.extend_from_slice(&earlier);
+                buf.extend_from_slice(&chunk.bytes);
+                out = Some(buf);
+            }
+            (Some(buf), _) => buf.extend_from_slice(&chunk.bytes),
         }
-        Err(e) => return Err(stream_err(e.to_string())),
     }
-    let mut head = head;
-    if let (Status::Streamed, ResponseHead::Page(page)) = (status, &mut head) {
-        page.digest = u64::from_be_bytes(trailer);
-    }
-    Ok((head, Bytes::from(payload)))
+    Ok(match (out, first) {
+        (Some(buf), _) => buf.freeze(),
+        (None, Some(only)) => only,
+        (None, None) => Bytes::new(),
+    })
 }
 
 impl Pool {
@@ -311,7 +455,10 @@ impl Pool {
             let connecting =
                 self.endpoint.connect_with(config.clone(), addr, "seed").map_err(|e| connect_err(e.to_string()))?;
             let conn = connecting.await.map_err(|e| connect_err(e.to_string()))?;
-            let answer = exchange_on(&conn, &node, request, |_| Ok(())).await;
+            let answer = match open_on(&conn, &node, request, |_| Ok(())).await {
+                Ok(answering) => answering.payload(None).await,
+                Err(e) => Err(e),
+            };
             conn.close(0u32.into(), b"done");
             answer
         })

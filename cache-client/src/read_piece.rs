@@ -3,17 +3,26 @@
 //!
 //! ```text
 //!  read_piece      for the owner and the next node:
-//!    ask_with_hedge   ask one node; after hedge_after also `hedge` (peek the next node, then
-//!                     escalate to a get) and `wait_set_aside` (give up on a node set aside)
-//!    ask              send the request, check length and digest  -> NodePage or Pass
+//!    ask_with_hedge   ask one node; if its answer has not begun (no head) within hedge_after,
+//!                     also `hedge` (peek the next node, then escalate to a get unless the owner
+//!                     began meanwhile) and `wait_set_aside` (give up on a node set aside); an
+//!                     answer that has begun is waited for while its bytes keep coming
+//!    ask = open       send the request, wait for the head, check the length it gives
+//!        + finish     read the bytes as they come, check the digest  -> NodePage or Pass
 //!    pass_over        count and trace why a node's answer was not used
 //!  origin_piece    the fallback: the origin itself
 //! ```
 //!
-//! A hedge costs at most about one extra request in ten (`hedge.rs`); an owner slow three times
-//! in a row is set aside by the pool, and reads waiting on it move on.
+//! A hedge costs at most about one extra request in ten (`hedge.rs`); an owner that does not begin
+//! answering within `hedge_after` three times in ten seconds is set aside by the pool, and reads
+//! waiting on it (with no answer begun) move on. An owner filling a page from a slow origin
+//! begins its answer when the origin's head is in, so it is neither hedged with a second fill
+//! nor set aside: one origin GET per page, however slow the origin.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use bytes::Bytes;
 
@@ -21,7 +30,7 @@ use crate::{
     Client,
     client::{ClientVolume, PageTrace, ReadError},
     origin::OriginError,
-    pool::ExchangeError,
+    pool::{Answering, ExchangeError},
     stats::{Fallback, Source},
 };
 use cache_proto::{
@@ -142,9 +151,11 @@ impl Client {
         self.origin_piece(cv, key, piece, passed_over).await
     }
 
-    /// Asks `primary`; if it has not answered within `hedge_after`, also hedges to `backup` and
-    /// watches for `primary` being set aside. The first good answer wins; the member returned
-    /// is the one that answered (or failed).
+    /// Asks `primary`; if its answer has not begun within `hedge_after`, also hedges to `backup`
+    /// and watches for `primary` being set aside. An owner whose answer has begun is waited for
+    /// as long as its bytes keep coming: it is filling the page from the origin, and a request
+    /// elsewhere would only fill it a second time. The first good answer wins; the member
+    /// returned is the one that answered (or failed).
     async fn ask_with_hedge<'m>(
         &self,
         at: &PieceAsk<'_>,
@@ -153,29 +164,38 @@ impl Client {
         passed_over: &mut Vec<String>,
     ) -> (&'m Member, Result<NodePage, Pass>) {
         self.hedges.earn();
-        let mut first = std::pin::pin!(self.ask(primary, &at.get, at));
+        let sent = self.pool.heard(primary);
+        let answering = AtomicBool::new(false);
+        let mut first = std::pin::pin!(async {
+            let open = self.open(primary, &at.get, at).await?;
+            answering.store(true, Ordering::Relaxed);
+            self.finish(open, at).await
+        });
         let hedge_after = self.timeouts.hedge_after.0;
         let may_wait = !hedge_after.is_zero();
         tokio::select! {
             r = &mut first => return (primary, r),
             _ = tokio::time::sleep(hedge_after), if may_wait => {}
         }
-        // The owner is slow. Enough of these and it is set aside (probed again later); a read
-        // waiting on it then gives up on it. Meanwhile, within the budget, the next node is
-        // asked (`hedge`). The first good answer wins.
+        if answering.load(Ordering::Relaxed) {
+            return (primary, first.await);
+        }
+        // The owner has not begun to answer. Enough of these and it is set aside (probed again
+        // later); a read waiting on it then gives up on it. Meanwhile, within the budget, the
+        // next node is asked (`hedge`). The first good answer wins.
         let Some(backup) = backup else {
             // Setting the last node aside would send every read to the origin.
             return (primary, first.await);
         };
-        self.pool.note_slow(primary);
+        self.pool.note_slow(primary, sent);
         tokio::select! {
             r = &mut first => (primary, r),
-            page = self.hedge(at, backup, hedge_after) => {
+            page = self.hedge(at, primary, backup, hedge_after, &answering) => {
                 self.stats.record_fallback(Fallback::HedgeWon);
-                passed_over.push(format!("node {} slower than {hedge_after:?}", primary.id));
+                passed_over.push(format!("node {} had not answered within {hedge_after:?}", primary.id));
                 (backup, Ok(page))
             }
-            () = self.wait_set_aside(primary) => {
+            () = self.wait_set_aside(primary, &answering) => {
                 let node = primary.id.to_string();
                 (primary, Err(Pass::Exchange(ExchangeError::SetAside { node })))
             }
@@ -183,18 +203,30 @@ impl Client {
     }
 
     /// A hedge to `backup`, within the budget: a peek (the page if cached: no origin GET), then
-    /// after `ESCALATE x hedge_after` in all a full get (a cold page costs a second origin GET, so
-    /// it waits longer). Never finishes unless it has a good answer.
-    async fn hedge(&self, at: &PieceAsk<'_>, backup: &Member, hedge_after: Duration) -> NodePage {
+    /// after `ESCALATE x hedge_after` in all a full get, but only if the owner has neither begun
+    /// its answer nor sent anything at all meanwhile (a cold page costs a second origin GET, so
+    /// it waits longer, and never races a fill the owner is streaming or has queued behind
+    /// others). Never finishes unless it has a good answer.
+    async fn hedge(
+        &self,
+        at: &PieceAsk<'_>,
+        owner: &Member,
+        backup: &Member,
+        hedge_after: Duration,
+        answering: &AtomicBool,
+    ) -> NodePage {
         if !self.hedges.try_spend() {
             return std::future::pending().await;
         }
         self.stats.record_fallback(Fallback::Hedged);
+        let heard = self.pool.heard(owner);
         if let Ok(page) = self.ask(backup, &at.peek, at).await {
             return page;
         }
         tokio::time::sleep(hedge_after * (ESCALATE - 1)).await;
-        if !self.hedges.try_spend() {
+        // ESCALATE - 1 hedge_afters (1.5 s by default) hold a keep-alive of a live owner.
+        let owner_busy = answering.load(Ordering::Relaxed) || self.pool.heard_since(owner, heard);
+        if owner_busy || !self.hedges.try_spend() {
             return std::future::pending().await;
         }
         self.stats.record_fallback(Fallback::HedgeEscalated);
@@ -204,9 +236,9 @@ impl Client {
         }
     }
 
-    /// Finishes once the pool has set `member` aside.
-    async fn wait_set_aside(&self, member: &Member) {
-        while !self.pool.is_set_aside(member) {
+    /// Finishes once the pool has set `member` aside, unless its answer has begun by then.
+    async fn wait_set_aside(&self, member: &Member, answering: &AtomicBool) {
+        while !self.pool.is_set_aside(member) || answering.load(Ordering::Relaxed) {
             tokio::time::sleep(SET_ASIDE_POLL).await;
         }
     }
@@ -248,9 +280,15 @@ impl Client {
         Ok(PieceRead { bytes, object_size, etag, trace })
     }
 
-    /// One node's answer for one piece, checked: the length must be what the object size it
-    /// reports implies, and the digest must match the bytes and the request.
+    /// One node's answer for one piece, checked: [`Self::open`], then [`Self::finish`].
     async fn ask(&self, member: &Member, request: &Request, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
+        let open = self.open(member, request, at).await?;
+        self.finish(open, at).await
+    }
+
+    /// Sends `request` and waits for the answer's head (within the page deadline): the length it
+    /// gives must be what the object size it reports implies.
+    async fn open(&self, member: &Member, request: &Request, at: &PieceAsk<'_>) -> Result<Opened, Pass> {
         let piece = at.piece;
         // A peek answers with the whole page; it is checked whole, then cut to the piece.
         let whole = matches!(request, Request::Peek(_));
@@ -265,8 +303,17 @@ impl Client {
             ))),
             _ => Ok(()),
         };
-        let (head, payload) =
-            self.pool.exchange(member, request, self.timeouts.page_timeout.0, accept).await.map_err(Pass::Exchange)?;
+        let answering =
+            self.pool.request(member, request, self.timeouts.page_timeout.0, accept).await.map_err(Pass::Exchange)?;
+        Ok(Opened { answering, whole, start })
+    }
+
+    /// The rest of an opened answer: its bytes as long as they keep coming (a gap longer than
+    /// the page deadline ends it), checked against the digest, bound to the request.
+    async fn finish(&self, opened: Opened, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
+        let Opened { answering, whole, start } = opened;
+        let piece = at.piece;
+        let (head, payload) = answering.payload(Some(self.timeouts.page_timeout.0)).await.map_err(Pass::Exchange)?;
         match head {
             ResponseHead::Page(p) => {
                 if self.verify_digests && page_digest(at.volume, at.key, piece.page, start, &payload) != p.digest {
@@ -284,4 +331,13 @@ impl Client {
             ResponseHead::Status { .. } | ResponseHead::Warm { .. } => Err(Pass::NotAPage),
         }
     }
+}
+
+/// An answer whose head has arrived and checked out.
+struct Opened {
+    answering: Answering,
+    /// A peek: the whole page, to be cut to the piece.
+    whole: bool,
+    /// Where in the page the answer's bytes start.
+    start: u32,
 }

@@ -77,11 +77,14 @@ pub struct OriginTuning {
     pub origin_timeout: Duration,
     /// Applied to each `[[volume.origin]]` entry, e.g. to set `stall_timeout`.
     pub configure_origin: fn(&mut OriginConfig),
+    /// The origin's endpoint as nodes and clients reach it, when not the S3 server's own (a
+    /// delaying proxy in front of it).
+    pub endpoint: Option<String>,
 }
 
 impl Default for OriginTuning {
     fn default() -> Self {
-        Self { origin_timeout: Duration::from_secs(10), configure_origin: |_| {} }
+        Self { origin_timeout: Duration::from_secs(10), configure_origin: |_| {}, endpoint: None }
     }
 }
 
@@ -236,6 +239,9 @@ impl Cluster {
 
     fn volume_config(&self, name: &str, token: &str) -> VolumeConfig {
         let mut origin = self.s3.origin_config(BUCKET, VOLUME);
+        if let Some(endpoint) = &self.tuning.endpoint {
+            origin.endpoint = Some(endpoint.clone());
+        }
         (self.tuning.configure_origin)(&mut origin);
         let name = cache_proto::key::Volume::new(name).expect("valid volume name");
         VolumeConfig::new(name, token, vec![origin])

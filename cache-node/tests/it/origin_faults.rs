@@ -35,6 +35,7 @@ fn tuning(origin_timeout: Duration) -> OriginTuning {
             o.retries = RETRIES as u32;
             o.retry_timeout = Span(Duration::from_secs(5));
         },
+        ..OriginTuning::default()
     }
 }
 

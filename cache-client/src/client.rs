@@ -56,6 +56,10 @@ pub enum ReadError {
     OutOfRange { key: String, offset: u64, size: u64 },
     #[error("{key}: origin did not answer within {after:?}")]
     OriginTimeout { key: String, after: Duration },
+    /// Pages of a streamed read disagree about the object (it changed at the origin while it
+    /// was read): the stream ends rather than mix two versions.
+    #[error("{key} changed while it was read; read it again")]
+    Changed { key: String },
     /// The cache could not answer and the origin failed too (or has no such object).
     #[error(transparent)]
     Origin(#[from] OriginError),

@@ -3,7 +3,7 @@
 //! `cache-proto` crate; this crate adds the I/O: QUIC, the origin, TLS files.
 //!
 //! ```text
-//!  Client::read(volume, key, offset, len)        client.rs
+//!  Client::read(volume, key, offset, len)        client.rs (read_stream: stream.rs, page by page)
 //!     │ cache_proto::page   split the range into pages
 //!     │ cache_proto::ring   owner of each page: hash(volume, key, page) on weighted virtual nodes
 //!     │ read_piece.rs       owner, next node, hedge, then the origin: one piece of the read
@@ -32,6 +32,7 @@ mod read_piece;
 pub mod ring_source;
 pub mod signal;
 pub mod stats;
+pub mod stream;
 pub mod tls;
 pub mod tls_reload;
 pub mod warm;
@@ -39,3 +40,4 @@ pub mod warm;
 pub use client::{Client, ClientError, ObjectRead, PageTrace, ReadError, StatusError};
 pub use ring_source::RefreshError;
 pub use stats::Fallback;
+pub use stream::ObjectStream;

@@ -298,6 +298,7 @@ pub fn error_kind(e: &ReadError) -> &'static str {
         ReadError::TooLarge { .. } => "too_large",
         ReadError::OutOfRange { .. } | ReadError::Origin(OriginError::OutOfRange { .. }) => "out_of_range",
         ReadError::OriginTimeout { .. } => "origin_timeout",
+        ReadError::Changed { .. } => "changed",
         ReadError::Origin(OriginError::Config { .. }) => "origin_config",
         ReadError::Origin(OriginError::NotFound { .. }) => "not_found",
         ReadError::Origin(OriginError::Truncated { .. }) => "origin_truncated",

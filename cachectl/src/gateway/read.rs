@@ -1,11 +1,13 @@
-//! GetObject (through the cluster) and HeadObject (from the origin chain).
+//! GetObject (through the cluster, streamed page by page) and HeadObject (from the origin chain).
 //!
-//! - A whole-object GET is one `read_object(0, MAX_READ_LEN)`; an object larger than
-//!   [`MAX_READ_LEN`] (256 MiB; JuiceFS blocks are at most 16 MiB) is refused with
-//!   `InvalidRequest`, saying to use ranged GETs (the size is known only after that first read,
-//!   so such a refusal costs a 256 MiB read; whole-object GETs of blocks cost one read).
-//! - `bytes=a-b` and `bytes=a-` read `[a, b]` (cut at the object's end, at most 256 MiB) and
-//!   answer 206 with `Content-Range: bytes a-e/size`. A start at or past the end is `InvalidRange`.
+//! - A GET is one [`Client::read_stream`]: the headers go out once the first page is in (it
+//!   tells the object's size), then each page as soon as it is checked, [`PAGES_AHEAD`] read
+//!   ahead. Memory is bounded by pages in flight, not by the object, so a GET has no size limit.
+//!   A page that fails after the headers went out (the object changed at the origin, the origin
+//!   failed too) ends the body early, so the client sees a short body (its Content-Length said
+//!   more) rather than wrong bytes.
+//! - `bytes=a-b` and `bytes=a-` read `[a, b]` (cut at the object's end) and answer 206 with
+//!   `Content-Range: bytes a-e/size`. A start at or past the end is `InvalidRange`.
 //! - `bytes=-n` (the last n bytes) needs the size first. It is learnt **through the cache**, not
 //!   by a HEAD on the origin: a first read of `min(n, 64 KiB)` bytes at offset 0 tells the size
 //!   (and is the whole answer when the object is no longer than that); otherwise a second read
@@ -13,12 +15,14 @@
 //!   second read is a hit on the page the first one cached.
 //! - `ETag` comes from the read; `Last-Modified` only from HEAD (the cache does not keep it).
 //!   Conditional headers (`If-Match`, ...) and `partNumber` are ignored.
+//!
+//! [`PAGES_AHEAD`]: cache_client::stream::PAGES_AHEAD
 
-use bytes::Bytes;
+use futures::StreamExt;
 use s3s::{S3Error, S3Request, S3Response, S3Result, dto::*, s3_error};
 
 use super::{Gateway, ORIGIN_DEADLINE, etag, origin_error, origin_timeout};
-use cache_client::{ObjectRead, ReadError, client::MAX_READ_LEN};
+use cache_client::{Client, ObjectStream, ReadError};
 use cache_proto::key::{ObjectKey, Volume};
 
 /// Bytes read at offset 0 to learn the size for a suffix range.
@@ -29,24 +33,15 @@ impl Gateway {
         let (volume, _) = self.volume(&req, &req.input.bucket)?;
         let key = object_key(&req.input.key)?;
         let (start, read) = match req.input.range {
-            None => {
-                let read = self.read(&volume, &key, 0, MAX_READ_LEN).await?;
-                if read.object_size > MAX_READ_LEN {
-                    return Err(too_large(read.object_size));
-                }
-                (None, read)
-            }
+            None => (None, self.read(&volume, &key, 0, u64::MAX).await?),
             Some(Range::Int { first, last }) => {
                 if last.is_some_and(|last| last < first) {
                     return Err(s3_error!(InvalidRange));
                 }
-                let want = last.map_or(u64::MAX, |last| last - first + 1);
-                let read = self.read(&volume, &key, first, want.min(MAX_READ_LEN)).await?;
+                let want = last.map_or(u64::MAX - first, |last| last - first + 1);
+                let read = self.read(&volume, &key, first, want).await?;
                 if first >= read.object_size {
                     return Err(s3_error!(InvalidRange, "the object has {} bytes", read.object_size));
-                }
-                if (read.bytes.len() as u64) < want.min(read.object_size - first) {
-                    return Err(too_large(read.object_size));
                 }
                 (Some(first), read)
             }
@@ -55,15 +50,15 @@ impl Gateway {
                 (Some(start), read)
             }
         };
-        let sources: Vec<String> = read.pages.iter().map(|p| p.source.to_string()).collect();
-        tracing::debug!(%volume, %key, ?start, len = read.bytes.len(), ?sources, "gateway GET");
-        let len = read.bytes.len() as u64;
+        tracing::debug!(%volume, %key, ?start, len = read.len, first = %read.first_trace.source, "gateway GET");
+        let len = read.len;
         let content_range = start.map(|s| format!("bytes {s}-{}/{}", s + len - 1, read.object_size));
+        let e_tag = etag(read.etag.clone());
         let output = GetObjectOutput {
-            body: Some(StreamingBlob::from(s3s::Body::from(read.bytes))),
+            body: Some(body(read)),
             content_length: Some(len as i64),
             content_range,
-            e_tag: etag(read.etag),
+            e_tag,
             accept_ranges: Some("bytes".into()),
             ..Default::default()
         };
@@ -71,7 +66,7 @@ impl Gateway {
     }
 
     /// The last `length` bytes of `key`, and where they start.
-    async fn suffix(&self, volume: &Volume, key: &ObjectKey, length: u64) -> S3Result<(u64, ObjectRead)> {
+    async fn suffix(&self, volume: &Volume, key: &ObjectKey, length: u64) -> S3Result<(u64, ObjectStream)> {
         if length == 0 {
             return Err(s3_error!(InvalidRange));
         }
@@ -81,12 +76,9 @@ impl Gateway {
             return Err(s3_error!(InvalidRange, "the object is empty"));
         }
         let start = size.saturating_sub(length);
-        if probe.bytes.len() as u64 == size {
-            let bytes: Bytes = probe.bytes.slice(start as usize..);
-            return Ok((start, ObjectRead { bytes, ..probe }));
-        }
-        if size - start > MAX_READ_LEN {
-            return Err(too_large(size));
+        if probe.len == size && probe.rest.is_none() {
+            let first = probe.first.slice(start as usize..);
+            return Ok((start, ObjectStream { first, len: size - start, ..probe }));
         }
         let read = self.read(volume, key, start, size - start).await?;
         if read.object_size != size {
@@ -95,8 +87,8 @@ impl Gateway {
         Ok((start, read))
     }
 
-    async fn read(&self, volume: &Volume, key: &ObjectKey, offset: u64, len: u64) -> S3Result<ObjectRead> {
-        self.client.read_object(volume, key, offset, len).await.map_err(read_error)
+    async fn read(&self, volume: &Volume, key: &ObjectKey, offset: u64, len: u64) -> S3Result<ObjectStream> {
+        Client::read_stream(&self.client, volume, key, offset, len).await.map_err(read_error)
     }
 
     pub(super) async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
@@ -122,19 +114,26 @@ fn object_key(key: &str) -> S3Result<ObjectKey> {
     ObjectKey::new(key).map_err(|e| s3_error!(InvalidArgument, "{e}"))
 }
 
-fn too_large(size: u64) -> S3Error {
-    s3_error!(
-        InvalidRequest,
-        "the object has {size} bytes; a GET through this gateway returns at most {MAX_READ_LEN} bytes: use ranged GETs"
-    )
+/// The body of a streamed read: the first page, then the others as they come. An error ends it
+/// early (hyper then closes the connection: the client sees fewer bytes than Content-Length).
+fn body(read: ObjectStream) -> StreamingBlob {
+    let Some(rest) = read.rest else {
+        return StreamingBlob::from(s3s::Body::from(read.first));
+    };
+    let first = futures::stream::once(std::future::ready(Ok(read.first)));
+    StreamingBlob::wrap(first.chain(rest.inspect(|r| {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "gateway: a page failed after the headers were sent; cutting the body short");
+        }
+    })))
 }
-
 fn read_error(e: ReadError) -> S3Error {
     match e {
         ReadError::UnknownVolume(v) => s3_error!(NoSuchBucket, "no volume {v:?} in this gateway's config"),
         ReadError::TooLarge { .. } => s3_error!(InvalidRequest, "{e}"),
         ReadError::OutOfRange { .. } => s3_error!(InvalidRange, "{e}"),
         ReadError::OriginTimeout { .. } => s3_error!(ServiceUnavailable, "{e}"),
+        ReadError::Changed { .. } => s3_error!(InternalError, "{e}"),
         ReadError::Origin(e) => origin_error(e),
     }
 }

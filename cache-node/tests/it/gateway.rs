@@ -31,7 +31,7 @@ fn require_boto3() {
 }
 
 /// Starts `cachectl gateway` on port 0 and returns it with the endpoint from its one line.
-async fn start_gateway(config: &Path) -> (Child, String) {
+pub(crate) async fn start_gateway(config: &Path) -> (Child, String) {
     let mut child = Command::new(cachectl_binary())
         .arg("--config")
         .arg(config)

@@ -12,6 +12,7 @@ mod disk_faults;
 mod gateway;
 mod hit_path;
 mod hostile;
+mod juicefs;
 mod membership;
 mod node_faults;
 mod origin;

@@ -8,7 +8,7 @@
 //! cluster-config client --certs C --origin http://127.0.0.1:9000 --member a=127.0.0.1:7001 -o client.toml
 //! ```
 //! The one volume is the demo origin's (`mirror-origin`'s defaults): bucket `demo`, prefix = the
-//! volume's name.
+//! volume's name (`--bucket`, `--prefix` to change them).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -109,6 +109,10 @@ struct Common {
     token: String,
     #[arg(long, default_value = "demo")]
     bucket: String,
+    /// The prefix of the volume's keys in the bucket (default: the volume's name; "" for none,
+    /// as a JuiceFS bucket has: its keys start with the file system's name).
+    #[arg(long)]
+    prefix: Option<String>,
     #[arg(long, default_value = "mirrorcache-demo")]
     access_key: String,
     #[arg(long, default_value = "mirrorcache-demo-secret")]
@@ -145,7 +149,7 @@ impl Common {
             access_key_id: Some(self.access_key.clone()),
             secret_access_key: Some(self.secret_key.clone()),
             allow_http: true,
-            ..OriginConfig::new(format!("s3://{}/{}", self.bucket, self.volume))
+            ..OriginConfig::new(format!("s3://{}/{}", self.bucket, self.prefix.as_ref().unwrap_or(&self.volume)))
         };
         Ok(VolumeConfig::new(name, self.token.clone(), vec![origin]))
     }

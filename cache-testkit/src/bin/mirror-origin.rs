@@ -1,6 +1,7 @@
 //! `mirror-origin`: a local S3-compatible origin (s3s + s3s-fs, SigV4) serving a directory, for
 //! the demo cluster and load runs on one machine. `--sample VOLUME` first writes JuiceFS-shaped
 //! blocks under `<bucket>/<VOLUME>/` so there is something to read. Not for production data.
+//! SIGUSR1 prints the GETs and bytes served so far (`scripts/bench-mount.sh` counts with it).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -46,7 +47,14 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("origin serving s3://{} on {}", args.bucket, origin.endpoint());
-    cache_client::signal::stopped().await;
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    let mut stopped = std::pin::pin!(cache_client::signal::stopped());
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = usr1.recv() => println!("origin served {} GETs, {} bytes", origin.get_count(), origin.bytes_served()),
+        }
+    }
     println!("origin served {} GETs, {} bytes", origin.get_count(), origin.bytes_served());
     Ok(())
 }

@@ -10,7 +10,7 @@ use cache_node::config::NodeConfig;
 fn every_example_config_loads() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let mut checked = 0;
-    for dir in [root.clone(), root.join("local")] {
+    for dir in [root.clone(), root.join("local"), root.join("juicefs-mirror")] {
         for entry in std::fs::read_dir(&dir).expect("configs dir") {
             let path = entry.expect("entry").path();
             if path.extension().is_none_or(|e| e != "toml") {
@@ -25,7 +25,7 @@ fn every_example_config_loads() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6, "node.toml, client.toml and the four local demo configs");
+    assert_eq!(checked, 7, "node.toml, client.toml, the four local demo configs and the JuiceFS gateway's");
 }
 
 /// Every `mirrorcache_node_*` metric the Grafana dashboard and the docs query is one the node

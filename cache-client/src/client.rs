@@ -3,10 +3,11 @@
 //!
 //! For each page of the range (concurrently): ask the page's owner on the ring; on any failure
 //! (unreachable, deadline, refusal, a digest or length that does not check out) ask the next
-//! distinct node; then read the origin directly. An owner that has not answered within
+//! distinct node; then read the origin directly. An owner whose answer has not begun within
 //! `hedge_after` gets company: the next node is asked for the page if it has it cached (a peek:
 //! no origin GET), and the first good answer wins (`hedge.rs`: at most about one extra request
-//! in ten); an owner slow three times in a row is set aside, and reads waiting on it move on.
+//! in ten); an owner that sent nothing at all three times in ten seconds is set aside, and reads
+//! waiting on it move on. An answer that has begun is waited for while its bytes keep coming.
 //! Only a node answer whose length matches the object size it reports and whose digest, bound
 //! to the request, matches the bytes is used. One piece's walk is `read_piece.rs`; this file
 //! holds [`Client`], its construction, the whole-range read and the status requests.

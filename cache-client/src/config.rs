@@ -277,15 +277,17 @@ pub struct ClientSection {
     /// Deadline for a QUIC handshake with a node. Default 2s.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Span,
-    /// Deadline for one page from a node, first byte to last. Default 10s.
+    /// Deadline for a node's answer to begin, and then for each gap in its bytes (an answer
+    /// that keeps coming is not cut off). Default 10s.
     #[serde(default = "default_page_timeout")]
     pub page_timeout: Span,
     /// Deadline for one page read from the origin on fallback. Default 30s.
     #[serde(default = "default_origin_timeout")]
     pub origin_timeout: Span,
-    /// A page's owner that has not answered within this is joined by the next node: a peek
-    /// (cached pages only), then after 4 x this a full request (a hedged read; at most about
-    /// 10 % extra requests). Default 500ms; "0s" turns hedging off.
+    /// A page's owner whose answer has not begun within this is joined by the next node: a peek
+    /// (cached pages only), then after 4 x this a full request if the owner has sent nothing at
+    /// all meanwhile (a hedged read; at most about 10 % extra requests). Default 500ms; "0s"
+    /// turns hedging off.
     #[serde(default = "default_hedge_after")]
     pub hedge_after: Span,
 }

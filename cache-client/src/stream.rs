@@ -101,10 +101,6 @@ impl Client {
                 p
             })
             .collect();
-        let want_first = u64::from(first.len).min(end.saturating_sub(offset));
-        if head.bytes.len() as u64 != want_first {
-            return Err(ReadError::Changed { key: key.to_string() });
-        }
         let rest = (!rest.is_empty()).then(|| {
             let (tx, rx) = mpsc::channel(1);
             let (client, volume, key) = (self.clone(), volume.clone(), key.clone());

@@ -14,10 +14,11 @@
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::try_join_all;
 
 use crate::{
+    chunks::Chunks,
     config::{ClientConfig, ClientSection},
     hedge::HedgeBudget,
     origin::{OriginChain, OriginError},
@@ -230,15 +231,15 @@ impl Client {
         }
         let pages = reads.iter().map(|r| r.trace.clone()).collect();
         let etag = reads[0].etag.clone();
-        let bytes = if reads.len() == 1 {
-            reads.into_iter().next().map(|r| r.bytes).unwrap_or_default()
-        } else {
-            let mut out = BytesMut::with_capacity(total as usize);
-            for r in &reads {
-                out.extend_from_slice(&r.bytes);
+        // One buffer for the caller: the parts of every page, joined (one copy, none for a
+        // page that came in one part).
+        let mut all = Chunks::with_capacity(reads.iter().map(|r| r.bytes.parts().len()).sum());
+        for r in reads {
+            for part in r.bytes.into_parts() {
+                all.push(part);
             }
-            out.freeze()
-        };
+        }
+        let bytes = all.into_bytes();
         Ok(ObjectRead { bytes, object_size: size, etag, pages })
     }
 

@@ -9,6 +9,7 @@
 //!     │ read_piece.rs       owner, next node, hedge, then the origin: one piece of the read
 //!     │ pool.rs             pooled QUIC connection to the owner, one bidirectional stream per page
 //!     │ cache_proto::digest verify the page digest, bound to its key, before a byte is returned
+//!     │ chunks.rs           the page as it came off the stream, in parts (not copied)
 //!     └ origin/             on any cache failure: the object store itself
 //! ```
 //!
@@ -22,6 +23,7 @@
 //! `config` and `hedge` do no I/O either; they live here because only processes that do I/O
 //! read config files.
 
+pub mod chunks;
 pub mod client;
 pub mod config;
 pub mod hedge;
@@ -37,6 +39,7 @@ pub mod tls;
 pub mod tls_reload;
 pub mod warm;
 
+pub use chunks::Chunks;
 pub use client::{Client, ClientError, ObjectRead, PageTrace, ReadError, StatusError};
 pub use ring_source::RefreshError;
 pub use stats::Fallback;

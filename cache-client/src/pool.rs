@@ -13,10 +13,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::Mutex;
 
-use crate::stats::Fallback;
+use crate::{chunks::Chunks, stats::Fallback};
 
 use cache_proto::{
     key::NodeId,
@@ -348,10 +348,18 @@ async fn open_on(
 }
 
 impl Answering {
-    /// The payload (and, for a streamed page, the digest after it). With `stall`, the bytes
-    /// must keep coming: a gap longer than it ends the read (and sets the node aside), however
-    /// long the whole takes; the node bounds that (its response deadline, its origin deadline).
+    /// The payload as one buffer: [`Self::payload_chunks`], joined (one copy when it came in
+    /// more than one part). For answers that are not pages on their way to a socket.
     pub async fn payload(self, stall: Option<Duration>) -> Result<(ResponseHead, Bytes), ExchangeError> {
+        let (head, payload) = self.payload_chunks(stall).await?;
+        Ok((head, payload.into_bytes()))
+    }
+
+    /// The payload (and, for a streamed page, the digest after it), in the parts it came in.
+    /// With `stall`, the bytes must keep coming: a gap longer than it ends the read (and sets
+    /// the node aside), however long the whole takes; the node bounds that (its response
+    /// deadline, its origin deadline).
+    pub async fn payload_chunks(self, stall: Option<Duration>) -> Result<(ResponseHead, Chunks), ExchangeError> {
         let Self { mut head, status, mut recv, node, slot } = self;
         let stream_err = |message: String| ExchangeError::Stream { node: node.clone(), message };
         let len = head.payload_len() as usize;
@@ -360,7 +368,7 @@ impl Answering {
             let mut trailer = [0u8; TRAILER_LEN];
             if status == Status::Streamed {
                 let got = read_exactly(&mut recv, TRAILER_LEN, stall).await?;
-                trailer.copy_from_slice(&got);
+                got.copy_prefix_to(&mut trailer);
             }
             Ok::<_, BodyError>((payload, trailer))
         };
@@ -371,7 +379,10 @@ impl Answering {
                 if code == quinn::VarInt::from_u32(RESET_ORIGIN_FAILED) =>
             {
                 let message = "the origin failed while the node streamed the page".to_owned();
-                return Ok((ResponseHead::Error(ErrorHead { status: Status::OriginFailed, message }), Bytes::new()));
+                return Ok((
+                    ResponseHead::Error(ErrorHead { status: Status::OriginFailed, message }),
+                    Chunks::default(),
+                ));
             }
             Err(BodyError::Stalled(after)) => {
                 if let Some(slot) = slot {
@@ -404,38 +415,21 @@ enum BodyError {
     Stalled(Duration),
 }
 
-/// Exactly `len` bytes of `recv`, each part within `stall` of the last. A payload that arrives
-/// as one chunk is kept as it is; else the parts are copied once into a buffer of `len` bytes
-/// (never zeroed first).
-async fn read_exactly(recv: &mut quinn::RecvStream, len: usize, stall: Option<Duration>) -> Result<Bytes, BodyError> {
-    let mut out: Option<BytesMut> = None;
-    let mut first: Option<Bytes> = None;
-    let mut got = 0;
-    while got < len {
-        let next = recv.read_chunk(len - got, true);
+/// Exactly `len` bytes of `recv`, each part within `stall` of the last, in the parts quinn
+/// hands out (one per datagram): nothing is copied.
+async fn read_exactly(recv: &mut quinn::RecvStream, len: usize, stall: Option<Duration>) -> Result<Chunks, BodyError> {
+    // ~4,000 bytes per datagram (tls.rs: MAX_UDP_PAYLOAD).
+    let mut out = Chunks::with_capacity(len / 3_000 + 1);
+    while out.len() < len {
+        let next = recv.read_chunk(len - out.len(), true);
         let chunk = match stall {
             Some(after) => tokio::time::timeout(after, next).await.map_err(|_| BodyError::Stalled(after))??,
             None => next.await?,
         };
-        let Some(chunk) = chunk else { return Err(BodyError::Short(len - got)) };
-        got += chunk.bytes.len();
-        match (&mut out, first.take()) {
-            (None, None) if chunk.bytes.len() == len => return Ok(chunk.bytes),
-            (None, None) => first = Some(chunk.bytes),
-            (None, Some(earlier)) => {
-                let mut buf = BytesMut::with_capacity(len);
-                buf.extend_from_slice(&earlier);
-                buf.extend_from_slice(&chunk.bytes);
-                out = Some(buf);
-            }
-            (Some(buf), _) => buf.extend_from_slice(&chunk.bytes),
-        }
+        let Some(chunk) = chunk else { return Err(BodyError::Short(len - out.len())) };
+        out.push(chunk.bytes);
     }
-    Ok(match (out, first) {
-        (Some(buf), _) => buf.freeze(),
-        (None, Some(only)) => only,
-        (None, None) => Bytes::new(),
-    })
+    Ok(out)
 }
 
 impl Pool {

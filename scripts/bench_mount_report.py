@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Turn one scripts/bench-mount.sh run into the BENCHMARKS.md table: per bucket and pass, MB/s,
-the ratio to the direct mount, origin GETs per block, node and gateway CPU seconds per GB; then
+the ratio to the direct mount, origin GETs per block, node, gateway and mount CPU seconds per GB; then
 each target of the mount issue as a measured ratio.
 
 usage: bench_mount_report.py RESULTS_TSV --files N --size-mib M --readers R --tick HZ
-RESULTS_TSV rows: scenario, reader, pass, seconds, origin GETs, node ticks, gateway ticks.
+RESULTS_TSV rows: scenario, reader, pass, seconds, origin GETs, node, gateway and mount ticks.
 """
 import argparse
 from collections import defaultdict
@@ -23,8 +23,9 @@ blocks = a.files * a.size_mib // 4
 rows = []
 with open(a.results) as f:
     for line in f:
-        scenario, reader, name, secs, gets, node, gw = line.rstrip("\n").split("\t")
-        rows.append((scenario, reader, name, float(secs), int(gets), int(node) / a.tick, int(gw) / a.tick))
+        scenario, reader, name, secs, gets, node, gw, mnt = line.rstrip("\n").split("\t")
+        rows.append((scenario, reader, name, float(secs), int(gets), int(node) / a.tick, int(gw) / a.tick,
+                     int(mnt) / a.tick))
 
 rate = {}  # (scenario, reader, pass) -> MB/s
 direct = defaultdict(list)
@@ -37,13 +38,15 @@ direct_mean = {s: sum(v) / len(v) for s, v in direct.items()}
 labels = {"loopback": "loopback", "delay": "50 ms", "delay-cap": "50 ms + 100 MB/s"}
 print(f"JuiceFS CE mount (--read-only --cache-size 0), {a.files} files x {a.size_mib} MiB "
       f"({blocks} blocks of 4 MiB), {a.readers} concurrent readers (cat), page cache dropped before each pass.\n")
-print("| bucket | reader | pass | MB/s | x direct | origin GETs / block | node CPU s/GB | gateway CPU s/GB |")
-print("|---|---|---|---:|---:|---:|---:|---:|")
-for scenario, reader, name, secs, gets, node, gw in rows:
+print("| bucket | reader | pass | MB/s | x direct | origin GETs / block | node CPU s/GB | gateway CPU s/GB "
+      "| mount CPU s/GB |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+for scenario, reader, name, secs, gets, node, gw, mnt in rows:
     r = rate[scenario, reader, name]
     mirror = reader != "direct"
     print(f"| {labels.get(scenario, scenario)} | {reader} | {name} | {r:,.0f} | {r / direct_mean[scenario]:.2f} "
-          f"| {gets / blocks:.2f} | {node / gb:.2f} | " + (f"{gw / gb:.2f} |" if mirror else "- |"))
+          f"| {gets / blocks:.2f} | " + (f"{node / gb:.2f} | {gw / gb:.2f} |" if mirror else "- | - |")
+          + f" {mnt / gb:.2f} |")
 
 
 def target(label, value, goal, fmt="{:.2f} x", at_most=False):

@@ -4,7 +4,7 @@
 //! - `status [--json]`: ring epoch, members (state, weight, share), reachability and counters
 //! - `drain NODE [--no-wait]`: take a node off the ring and wait until it can be stopped
 //! - `warmup VOLUME PREFIX [--check | --evict]`: fill (or check, or drop) pages at their owners
-//! - `gateway [--listen ADDR]`: a read-only S3 endpoint over the cluster (bucket = volume)
+//! - `gateway [--listen ADDR] [--threads N]`: a read-only S3 endpoint over the cluster (bucket = volume)
 //! - `certs --dir DIR --nodes a,b,c --clients NAME`: create a cluster CA and certificates
 
 mod cmd;
@@ -62,14 +62,21 @@ fn client(config: Option<&PathBuf>) -> anyhow::Result<Client> {
     Ok(Client::new(&config)?)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Gateway(gateway) = &args.command {
+        runtime.worker_threads(gateway.threads());
+    }
+    runtime.enable_all().build().context("starting the async runtime")?.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Get(get) => get::run(&client(args.config.as_ref())?, get).await,
         Command::Status(status) => status::run(&client(args.config.as_ref())?, status).await,

@@ -137,3 +137,11 @@ async fn bad_config_fails_at_start_naming_the_key() {
         assert!(text(&out.stderr).contains(key), "expected {key} in: {}", text(&out.stderr));
     }
 }
+
+#[tokio::test]
+async fn gateway_refuses_zero_threads_before_reading_its_config() {
+    let out = cachectl(&["--config", "/nonexistent.toml", "gateway", "--threads", "0"]).await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--threads") && stderr.contains("0 is not in 1.."), "{stderr}");
+}

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Memory hits of 4 MiB blocks at 8 in flight, side by side on this machine in one run:
-#   - the load tool (`cache-bench --mode warm`) reading one node over QUIC (TLS 1.3);
+#   - the load tool (`cache-bench --mode warm`, one runtime thread: TOKIO_WORKER_THREADS=1, as
+#     the gateway's default) reading one node over QUIC (TLS 1.3);
 #   - `cachectl gateway` beside that node, read by wrk (presigned GETs, plain HTTP/1.1 on
 #     loopback, as a JuiceFS mount reads it);
 #   - caddy (`tls internal`, HTTPS/1.1 with TLS 1.3) serving the same files from the page cache,
 #     read by wrk: the HTTPS file server the issue compares with;
 #   - nginx (plain HTTP/1.1, sendfile) serving them too, read by wrk: the ceiling of this box.
-# Each row: GB/s, and the server's CPU seconds per GB served (from /proc). wrk and the load tool
-# run on the same two cores as the servers, so every row pays for its client too.
+# Each row: GB/s, and the server's CPU seconds per GB served (from /proc; for the gateway row,
+# the gateway's and the node's together). wrk and the load tool run on the same two cores as the
+# servers, so every row pays for its client too.
 #
 #   scripts/bench-http.sh                      OBJECTS=64 SECONDS_EACH=10 CONCURRENCY=8
 #   KEEP=1                                     keep the work directory
@@ -44,7 +46,11 @@ start() { # start NAME CMD...: a process logging to $W/NAME.log
   "$@" >"$W/$name.log" 2>&1 &
   pid[$name]=$!
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { # user+system clock ticks of the given processes
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
 tick=$(getconf CLK_TCK)
 
 # row NAME SERVER_PID BYTES SECONDS CPU_TICKS
@@ -53,12 +59,14 @@ row() {
   echo "  $1: $(echo "scale=2; $2 / $3 / 1000000000" | bc -l) GB/s"
 }
 
-# wrk_run NAME BASE_URL URL_FILE PID: wrk at CONCURRENCY over the URLs; bytes from its report.
+# wrk_run NAME BASE_URL URL_FILE PID...: wrk at CONCURRENCY over the URLs; bytes from its report,
+# CPU of the PIDs.
 wrk_run() {
-  local name=$1 base=$2 urls=$3 server=$4 c0 c1 out reqs bytes secs
-  c0=$(cpu_ticks "$server")
+  local name=$1 base=$2 urls=$3 c0 c1 out reqs bytes secs
+  shift 3
+  c0=$(cpu_ticks "$@")
   out=$(URLS=$urls wrk -t2 -c"$CONCURRENCY" -d"${SECONDS_EACH}s" --timeout 10s -s scripts/lib/wrk-urls.lua "$base" 2>&1)
-  c1=$(cpu_ticks "$server")
+  c1=$(cpu_ticks "$@")
   echo "$out" >"$W/wrk-${name%% *}.log"
   if grep -q "Non-2xx" <<<"$out"; then echo "$out" >&2; echo "$name: wrk saw errors" >&2; exit 1; fi
   # "1061 requests in 10.06s, 4.15GB read": bytes as requests x the block size (wrk rounds).
@@ -87,7 +95,7 @@ sed "s|^|/$BUCKET/|" <<<"$keys" >"$W/file-urls"
 
 echo "the load tool, one node, memory hits"
 c0=$(cpu_ticks "${pid[node]}")
-"$bin/cache-bench" --config "$W/client.toml" --volume "$VOLUME" --objects "$OBJECTS" --mode warm \
+TOKIO_WORKER_THREADS=1 "$bin/cache-bench" --config "$W/client.toml" --volume "$VOLUME" --objects "$OBJECTS" --mode warm \
   --concurrency "$CONCURRENCY" --requests 1000000 --seconds "$SECONDS_EACH" --json >"$W/load.json"
 c1=$(cpu_ticks "${pid[node]}")
 read -r bytes secs < <(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(r["bytes"], r["seconds"])' "$W/load.json")
@@ -106,7 +114,7 @@ with open(out, "w") as f:
         f.write(url.split(endpoint, 1)[1] + "\n")
 EOF
 while read -r u; do curl -sf -o /dev/null "http://$GATEWAY$u"; done <"$W/gateway-urls" # warm every block
-wrk_run "gateway (HTTP/1.1)" "http://$GATEWAY" "$W/gateway-urls" "${pid[gateway]}"
+wrk_run "gateway (HTTP/1.1)" "http://$GATEWAY" "$W/gateway-urls" "${pid[gateway]}" "${pid[node]}"
 
 echo "caddy, tls internal (HTTPS/1.1, TLS 1.3)"
 cat >"$W/Caddyfile" <<EOF

@@ -94,13 +94,14 @@ for n in "${NODES[@]}"; do members+=(--member "$n=${quic[$n]}"); done
 pass() {
   local scenario=$1 reader=$2 name=$3 mnt=$4; shift 4
   local gets0 cpu0 gw0 t0 t1 gets1 cpu1 gw1 mount mnt0 mnt1
-  mount=$(pgrep -f -- "juicefs mount.* $mnt\$" | head -n 1)
+  # The mount's processes (juicefs mount -d: a supervisor and the mount it restarts).
+  mount=$(pgrep -f -- "juicefs mount.*$mnt" | tr '\n' ' ')
   sync
   echo 3 >/proc/sys/vm/drop_caches
   gets0=$(origin_gets)
   cpu0=$(cpu_ticks "$@")
   gw0=$(if [[ -n ${pid[gateway]:-} ]]; then cpu_ticks "${pid[gateway]}"; else echo 0; fi)
-  mnt0=$(cpu_ticks "$mount")
+  mnt0=$(cpu_ticks $mount)
   local perfs=()
   if [[ -n ${PERF:-} && $reader == mirrorcache ]]; then
     mkdir -p target/perf
@@ -117,10 +118,13 @@ pass() {
   gets1=$(origin_gets)
   cpu1=$(cpu_ticks "$@")
   gw1=$(if [[ -n ${pid[gateway]:-} ]]; then cpu_ticks "${pid[gateway]}"; else echo 0; fi)
-  mnt1=$(cpu_ticks "$mount")
+  mnt1=$(cpu_ticks $mount)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$reader" "$name" "$(echo "$t1 - $t0" | bc -l)" \
     $((gets1 - gets0)) $((cpu1 - cpu0)) $((gw1 - gw0)) $((mnt1 - mnt0)) >>"$results"
-  echo "  $reader $name: $(echo "scale=1; $FILES * $SIZE_MIB * 1.048576 / ($t1 - $t0)" | bc -l) MB/s, $((gets1 - gets0)) origin GETs"
+  local rss=0 p
+  for p in "$@"; do rss=$((rss + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done
+  echo "  $reader $name: $(echo "scale=1; $FILES * $SIZE_MIB * 1.048576 / ($t1 - $t0)" | bc -l) MB/s," \
+    "$((gets1 - gets0)) origin GETs${1:+, RSS of the nodes $((rss / 1024)) MiB}"
 }
 
 for scenario in $SCENARIOS; do

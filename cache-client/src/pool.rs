@@ -5,11 +5,25 @@
 //! request after it; QUIC multiplexes their streams. A node whose handshake fails, or which
 //! stops answering, is set aside for [`SET_ASIDE`] so reads go straight to the next owner instead
 //! of each paying the deadline again.
+//!
+//! A node that goes silent is noticed by a watchdog on its connection ([`watch_silence`]), not
+//! by the reads: a live node sends something at least every [`tls::KEEP_ALIVE`] (a keep-alive,
+//! an acknowledgement of ours), so a connection that has received nothing for [`SILENT_AFTER`]
+//! is to a node killed, stopped or cut off. The watchdog sets the node aside and closes the
+//! connection, which ends every request waiting on it at once (its head or its bytes), and they
+//! move to the next node. After [`SET_ASIDE`], one handshake in the background probes the node;
+//! until it succeeds, requests still skip the node instead of waiting on it (with the whole
+//! cluster down, reads keep going straight to the origin).
+//!
+//! [`tls::KEEP_ALIVE`]: crate::tls::KEEP_ALIVE
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex as SyncMutex},
+    sync::{
+        Arc, Mutex as SyncMutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -33,6 +47,11 @@ pub const SET_ASIDE: Duration = Duration::from_secs(3);
 /// A node that needed a hedge this many times within [`SLOW_WINDOW`] is set aside.
 pub const SLOW_STRIKES: u32 = 3;
 pub const SLOW_WINDOW: Duration = Duration::from_secs(10);
+/// A connection that has received nothing for this long is to a node that is gone: three
+/// keep-alive intervals ([`crate::tls::KEEP_ALIVE`], 200 ms) without a datagram.
+pub const SILENT_AFTER: Duration = Duration::from_millis(600);
+/// How often the watchdog looks.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
 
 /// Why one exchange with a node produced no answer.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +102,8 @@ struct Slot {
     set_aside_until: SyncMutex<Option<Instant>>,
     /// Hedges this node needed in the current window: (count, window start).
     strikes: SyncMutex<(u32, Instant)>,
+    /// A probe (a handshake after being set aside) is running.
+    probing: AtomicBool,
 }
 
 impl Slot {
@@ -92,6 +113,7 @@ impl Slot {
             conn: Mutex::new(None),
             set_aside_until: SyncMutex::new(None),
             strikes: SyncMutex::new((0, Instant::now())),
+            probing: AtomicBool::new(false),
         }
     }
 
@@ -132,6 +154,89 @@ impl Slot {
 
     fn is_set_aside(&self) -> bool {
         self.set_aside_until.lock().is_ok_and(|u| u.is_some_and(|t| Instant::now() < t))
+    }
+
+    /// Set aside once and not yet back: the next handshake is its probe.
+    fn on_probation(&self) -> bool {
+        self.set_aside_until.lock().is_ok_and(|u| u.is_some())
+    }
+
+    /// A handshake succeeded: the node is back.
+    fn back(&self) {
+        if let Ok(mut until) = self.set_aside_until.lock() {
+            *until = None;
+        }
+    }
+}
+
+/// Watches `conn` to `slot`'s node until it closes: if it receives nothing for
+/// [`SILENT_AFTER`], the node is set aside and the connection closed, so every request on it
+/// ends now instead of at its own deadline (or the 5 s idle timeout).
+async fn watch_silence(slot: std::sync::Weak<Slot>, conn: quinn::Connection, node: NodeId) {
+    let mut heard = conn.stats().udp_rx.datagrams;
+    let mut last = Instant::now();
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if conn.close_reason().is_some() {
+            return;
+        }
+        let now = conn.stats().udp_rx.datagrams;
+        if now != heard {
+            (heard, last) = (now, Instant::now());
+            continue;
+        }
+        if last.elapsed() < SILENT_AFTER {
+            continue;
+        }
+        let Some(slot) = slot.upgrade() else { return };
+        tracing::info!(%node, "node silent for {SILENT_AFTER:?}; set aside for {SET_ASIDE:?}");
+        slot.set_aside();
+        conn.close(0u32.into(), b"silent");
+        return;
+    }
+}
+
+/// What opening a connection to a node takes (owned, so a probe can run on its own).
+struct Handshake {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    timeout: Duration,
+}
+
+impl Handshake {
+    /// The live connection in `conn_slot`, or a new one to `member` (then watched by
+    /// [`watch_silence`], and the node is back); a failed handshake sets the node aside.
+    async fn open(
+        self,
+        slot: &Arc<Slot>,
+        member: &Member,
+        conn_slot: &mut Option<quinn::Connection>,
+    ) -> Result<quinn::Connection, ExchangeError> {
+        if let Some(conn) = conn_slot.as_ref().filter(|c| c.close_reason().is_none()) {
+            slot.back();
+            return Ok(conn.clone());
+        }
+        let node = member.id.to_string();
+        let connect_err = |message: String| ExchangeError::Connect { node: node.clone(), addr: member.addr, message };
+        let connecting = self
+            .endpoint
+            .connect_with(self.config, member.addr, member.id.as_str())
+            .map_err(|e| connect_err(e.to_string()))?;
+        let conn = match tokio::time::timeout(self.timeout, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                slot.set_aside();
+                return Err(connect_err(e.to_string()));
+            }
+            Err(_) => {
+                slot.set_aside();
+                return Err(connect_err(format!("no handshake within {:?}", self.timeout)));
+            }
+        };
+        *conn_slot = Some(conn.clone());
+        slot.back();
+        tokio::spawn(watch_silence(Arc::downgrade(slot), conn.clone(), member.id.clone()));
+        Ok(conn)
     }
 }
 
@@ -196,7 +301,8 @@ impl Pool {
     }
 
     /// Whether `member` has sent anything on its connection since `before` (a datagram of any
-    /// kind: an answer, an acknowledgement, a keep-alive, which a live node sends every second).
+    /// kind: an answer, an acknowledgement, a keep-alive, which a live node sends every
+    /// [`crate::tls::KEEP_ALIVE`]).
     /// A killed, stopped or cut-off node sends nothing.
     pub fn heard_since(&self, member: &Member, before: Heard) -> bool {
         match (before, self.heard(member)) {
@@ -211,34 +317,36 @@ impl Pool {
     }
 
     /// The pooled connection to `member`, opened if there is none (one handshake at a time).
+    /// A node back from being set aside is probed by one handshake in the background; until it
+    /// succeeds, requests skip the node ([`ExchangeError::SetAside`]) instead of each waiting up
+    /// to the connect deadline for a node that may still be gone.
     pub async fn connection(&self, member: &Member) -> Result<quinn::Connection, ExchangeError> {
         let slot = self.slot(member);
         let node = member.id.to_string();
         if slot.is_set_aside() {
             return Err(ExchangeError::SetAside { node });
         }
-        let mut conn_slot = slot.conn.lock().await;
-        if let Some(conn) = conn_slot.as_ref().filter(|c| c.close_reason().is_none()) {
-            return Ok(conn.clone());
+        if slot.on_probation() {
+            if !slot.probing.swap(true, Ordering::AcqRel) {
+                let (handshake, slot, member) = (self.handshake(), slot.clone(), member.clone());
+                tokio::spawn(async move {
+                    let mut conn_slot = slot.conn.lock().await;
+                    let result = handshake.open(&slot, &member, &mut conn_slot).await;
+                    drop(conn_slot);
+                    slot.probing.store(false, Ordering::Release);
+                    if let Err(e) = result {
+                        tracing::debug!(node = %member.id, error = %e, "probe failed; still set aside");
+                    }
+                });
+            }
+            return Err(ExchangeError::SetAside { node });
         }
-        let connect_err = |message: String| ExchangeError::Connect { node: node.clone(), addr: member.addr, message };
-        let connecting = self
-            .endpoint
-            .connect_with(self.config.clone(), member.addr, member.id.as_str())
-            .map_err(|e| connect_err(e.to_string()))?;
-        let conn = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                slot.set_aside();
-                return Err(connect_err(e.to_string()));
-            }
-            Err(_) => {
-                slot.set_aside();
-                return Err(connect_err(format!("no handshake within {:?}", self.connect_timeout)));
-            }
-        };
-        *conn_slot = Some(conn.clone());
-        Ok(conn)
+        let mut conn_slot = slot.conn.lock().await;
+        self.handshake().open(&slot, member, &mut conn_slot).await
+    }
+
+    fn handshake(&self) -> Handshake {
+        Handshake { endpoint: self.endpoint.clone(), config: self.config.clone(), timeout: self.connect_timeout }
     }
 
     /// Sends `request` to `member` on a new stream and reads the answer: the head, then a

@@ -183,6 +183,9 @@ pub fn client_config(
     quic_client_config(files.ca_verifier()?, Some(files), transport)
 }
 
+/// How often each end of an idle connection pings the other.
+pub const KEEP_ALIVE: Duration = Duration::from_millis(200);
+
 /// Transport tuned for 4 MiB pages with many in flight. GSO stays on (the default, ~4x fewer
 /// syscalls here) and congestion control stays Cubic (the default).
 pub fn transport_config() -> quinn::TransportConfig {
@@ -202,13 +205,15 @@ pub fn transport_config() -> quinn::TransportConfig {
     t.max_concurrent_bidi_streams(1024u32.into());
     // The protocol uses no unidirectional streams; refusing them costs nothing.
     t.max_concurrent_uni_streams(0u32.into());
-    // A ping every second keeps pooled connections (and NAT/conntrack entries) alive and gives
-    // the idle timer below something to miss. Cost: one small packet a second per connection.
-    t.keep_alive_interval(Some(Duration::from_secs(1)));
-    // A peer silent for 5 s is dead: every stream on the connection fails and the client moves
-    // to the next node. This, not the page deadline, is how a killed or partitioned node is
-    // noticed, so the page deadline can stay long enough for slow cold fills. Cost: a node
-    // stalled for 5 s (e.g. a long GC-like pause or a saturated link) loses its connections.
+    // A ping every KEEP_ALIVE keeps pooled connections (and NAT/conntrack entries) alive and
+    // gives the client's silence watchdog (pool.rs, SILENT_AFTER: three of these) and the idle
+    // timer below something to miss. Cost: five small packets a second per idle connection.
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    // A peer silent for 5 s is dead: every stream on the connection fails. A client notices
+    // sooner (pool.rs: its watchdog closes a connection silent for SILENT_AFTER); this is the
+    // backstop for every connection, the node's too. Neither is the page deadline, so that can
+    // stay long enough for slow cold fills. Cost: a node stalled for 5 s (e.g. a long GC-like
+    // pause or a saturated link) loses its connections.
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(5_000))));
     // Datagrams up to MAX_UDP_PAYLOAD where the path carries them (default 1452): MTU discovery
     // probes upward from 1200 and backs off on loss, so a 1500-byte network stays at ~1452. On

@@ -1,7 +1,8 @@
 //! Node faults, with real `cache-node` processes: a node stalled mid-stream (SIGSTOP: its
 //! connections stay open, no bytes come) costs a read at most the hedge escalation (4 x 500 ms),
 //! not the connection's idle timeout; a node that stays slow is set aside and probed back once
-//! it recovers.
+//! it recovers; a node that goes silent is set aside by the watchdog on its connection before a
+//! read waits on it.
 //! (Killed nodes and partitions, with the checker, are in `scripts/faults.sh`.)
 
 use std::time::{Duration, Instant};
@@ -78,4 +79,33 @@ async fn a_stalled_owner_costs_a_hedge_deadline_and_is_set_aside_then_probed_bac
         assert!(Instant::now() < deadline, "node a never served again: {:?}", pages[0]);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A node that goes silent is set aside by the watchdog on its pooled connection, before any
+/// read has to find out: the next read skips it at once (no hedge, no deadline) and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_is_set_aside_by_its_connection_before_a_read_waits_on_it() {
+    let cluster = Cluster::start(&["a", "b"]).await;
+    let client = cluster.client();
+    let volume = Volume::new(VOLUME).expect("volume");
+    let objects = keys_owned_by(&cluster, &client, "a", 2);
+    for (key, data) in &objects {
+        assert_eq!(client.read(&volume, key, 0, PAGE).await.expect("warm read"), *data);
+    }
+    let hedged_before = client.stats().snapshot().get("fallback_hedged").copied().unwrap_or(0);
+
+    cluster.signal(0, "STOP");
+    // No reads meanwhile: only the connection can tell that a went quiet.
+    tokio::time::sleep(cache_client::pool::SILENT_AFTER * 3).await;
+    let (bytes, pages) = client.read_traced(&volume, &objects[1].0, 0, PAGE).await.expect("read never fails");
+    cluster.signal(0, "CONT");
+    assert_eq!(bytes, objects[1].1);
+    assert!(matches!(&pages[0].source, Source::Node { id, .. } if id == "b"), "{:?}", pages[0]);
+    assert!(
+        pages[0].passed_over.iter().any(|why| why.contains("node a set aside")),
+        "a was skipped as set aside: {:?}",
+        pages[0].passed_over
+    );
+    let hedged = client.stats().snapshot().get("fallback_hedged").copied().unwrap_or(0);
+    assert_eq!(hedged, hedged_before, "no read waited on a for a hedge deadline");
 }

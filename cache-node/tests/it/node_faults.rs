@@ -1,8 +1,7 @@
 //! Node faults, with real `cache-node` processes: a node stalled mid-stream (SIGSTOP: its
-//! connections stay open, no bytes come) costs a read at most the hedge escalation (4 x 500 ms),
-//! not the connection's idle timeout; a node that stays slow is set aside and probed back once
-//! it recovers; a node that goes silent is set aside by the watchdog on its connection before a
-//! read waits on it.
+//! connections stay open, no bytes come) is set aside (by the watchdog on its connection, or
+//! after hedges that found it silent), not waited on for the connection's idle timeout, and
+//! probed back once it recovers; a node that goes silent is set aside before a read waits on it.
 //! (Killed nodes and partitions, with the checker, are in `scripts/faults.sh`.)
 
 use std::time::{Duration, Instant};
@@ -37,7 +36,7 @@ fn keys_owned_by(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_owner_costs_a_hedge_deadline_and_is_set_aside_then_probed_back() {
+async fn a_stalled_owner_is_set_aside_then_probed_back() {
     let cluster = Cluster::start(&["a", "b"]).await;
     let client = cluster.client();
     let volume = Volume::new(VOLUME).expect("volume");
@@ -58,13 +57,12 @@ async fn a_stalled_owner_costs_a_hedge_deadline_and_is_set_aside_then_probed_bac
     }
     let stats = client.stats().snapshot();
     eprintln!("stalled owner: slowest read {slowest:?}; {stats:?}");
-    // A peek at b misses (b never had these pages), so reads move after 4 x 500 ms or once a is
-    // set aside; a read without hedging would wait for the 5 s idle timeout.
+    // Reads move once a is set aside: by the watchdog on its connection (silent for 600 ms), or
+    // after 3 hedges that found it silent; whichever comes first (the hedge is due at 500 ms, so
+    // both happen). Before either, a read waited for the 5 s idle timeout.
     assert!(slowest < Duration::from_secs(3), "slowest read {slowest:?}");
-    let hedged = stats.get("fallback_hedged").copied().unwrap_or(0);
     let set_aside = stats.get("fallback_set_aside").copied().unwrap_or(0);
-    assert!(hedged >= 1, "hedged {hedged}");
-    assert!(set_aside >= 1, "after 3 hedges the slow node is skipped: {stats:?}");
+    assert!(set_aside >= 1, "the stalled node is skipped: {stats:?}");
 
     // Recovered: once the set-aside time has passed, reads go back to it.
     cluster.signal(0, "CONT");

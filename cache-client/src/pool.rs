@@ -156,6 +156,12 @@ impl Slot {
         self.set_aside_until.lock().is_ok_and(|u| u.is_some_and(|t| Instant::now() < t))
     }
 
+    /// Whether `conn` is this node's pooled connection (yes while the slot is busy: it cannot
+    /// be told, and the next look will).
+    fn holds(&self, conn: &quinn::Connection) -> bool {
+        self.conn.try_lock().map_or(true, |c| c.as_ref().is_some_and(|c| c.stable_id() == conn.stable_id()))
+    }
+
     /// Set aside once and not yet back: the next handshake is its probe.
     fn on_probation(&self) -> bool {
         self.set_aside_until.lock().is_ok_and(|u| u.is_some())
@@ -169,17 +175,21 @@ impl Slot {
     }
 }
 
-/// Watches `conn` to `slot`'s node until it closes: if it receives nothing for
-/// [`SILENT_AFTER`], the node is set aside and the connection closed, so every request on it
-/// ends now instead of at its own deadline (or the 5 s idle timeout).
+/// Watches `conn` to `slot`'s node while it is the node's pooled connection: if it receives
+/// nothing for [`SILENT_AFTER`], the node is set aside and the connection closed, so every
+/// request on it ends now instead of at its own deadline (or the 5 s idle timeout). Once the
+/// slot has forgotten it (set aside for another reason), the watchdog lets go of it, so the
+/// connection closes when its last request does.
 async fn watch_silence(slot: std::sync::Weak<Slot>, conn: quinn::Connection, node: NodeId) {
     let mut heard = conn.stats().udp_rx.datagrams;
     let mut last = Instant::now();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
-        if conn.close_reason().is_some() {
+        let Some(pooled) = slot.upgrade() else { return };
+        if conn.close_reason().is_some() || !pooled.holds(&conn) {
             return;
         }
+        drop(pooled);
         let now = conn.stats().udp_rx.datagrams;
         if now != heard {
             (heard, last) = (now, Instant::now());

@@ -18,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OBJECTS=${OBJECTS:-64} SECONDS_EACH=${SECONDS_EACH:-10} CONCURRENCY=${CONCURRENCY:-8}
 source scripts/lib/wait.sh
+source scripts/lib/procs.sh
 for tool in caddy nginx wrk; do
   command -v "$tool" >/dev/null || { echo "bench-http.sh needs $tool: apt-get install caddy nginx-light wrk" >&2; exit 2; }
 done
@@ -41,16 +42,6 @@ cleanup() {
   if [[ -n ${KEEP:-} ]]; then echo "logs and data kept in $W"; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
-start() { # start NAME CMD...: a process logging to $W/NAME.log
-  local name=$1; shift
-  "$@" >"$W/$name.log" 2>&1 &
-  pid[$name]=$!
-}
-cpu_ticks() { # user+system clock ticks of the given processes
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo "$t"
-}
 tick=$(getconf CLK_TCK)
 
 # row NAME SERVER_PID BYTES SECONDS CPU_TICKS

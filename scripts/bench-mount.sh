@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 FILES=${FILES:-8} SIZE_MIB=${SIZE_MIB:-64} READERS=${READERS:-4}
 SCENARIOS=${SCENARIOS:-loopback delay delay-cap}
 source scripts/lib/wait.sh
+source scripts/lib/procs.sh
 source scripts/lib/juicefs.sh
 jfs_need
 
@@ -48,31 +49,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start() { # start NAME CMD...: a process logging to $W/NAME.log
-  local name=$1; shift
-  "$@" >"$W/$name.log" 2>&1 &
-  pid[$name]=$!
-}
-stop() { # stop NAME...
-  local name
-  for name in "$@"; do
-    [[ -n ${pid[$name]:-} ]] || continue
-    kill "${pid[$name]}" 2>/dev/null || true
-    wait "${pid[$name]}" 2>/dev/null || true
-    unset "pid[$name]"
-  done
-}
 origin_gets() { # GETs the S3 server has served
   local before
   before=$(grep -c "origin served" "$W/origin.log" || true)
   kill -USR1 "${pid[origin]}"
   wait_for "$W/origin.log" "origin served" "$before" "${pid[origin]}"
   grep "origin served" "$W/origin.log" | tail -n 1 | awk '{print $3}'
-}
-cpu_ticks() { # user+system clock ticks of the given processes
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo "$t"
 }
 
 echo "the source volume: $FILES files of $SIZE_MIB MiB written through a JuiceFS mount"

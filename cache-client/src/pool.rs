@@ -189,7 +189,6 @@ async fn watch_silence(slot: std::sync::Weak<Slot>, conn: quinn::Connection, nod
         if conn.close_reason().is_some() || !pooled.holds(&conn) {
             return;
         }
-        drop(pooled);
         let now = conn.stats().udp_rx.datagrams;
         if now != heard {
             (heard, last) = (now, Instant::now());
@@ -198,9 +197,8 @@ async fn watch_silence(slot: std::sync::Weak<Slot>, conn: quinn::Connection, nod
         if last.elapsed() < SILENT_AFTER {
             continue;
         }
-        let Some(slot) = slot.upgrade() else { return };
         tracing::info!(%node, "node silent for {SILENT_AFTER:?}; set aside for {SET_ASIDE:?}");
-        slot.set_aside();
+        pooled.set_aside();
         conn.close(0u32.into(), b"silent");
         return;
     }

@@ -52,6 +52,8 @@ pub const SLOW_WINDOW: Duration = Duration::from_secs(10);
 pub const SILENT_AFTER: Duration = Duration::from_millis(600);
 /// How often the watchdog looks.
 const WATCH_EVERY: Duration = Duration::from_millis(50);
+/// A watchdog tick this late (against [`WATCH_EVERY`]) says the client itself was stalled.
+const LATE_TICK: Duration = Duration::from_millis(200);
 
 /// Why one exchange with a node produced no answer.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +185,7 @@ impl Slot {
 async fn watch_silence(slot: std::sync::Weak<Slot>, conn: quinn::Connection, node: NodeId) {
     let mut heard = conn.stats().udp_rx.datagrams;
     let mut last = Instant::now();
+    let mut tick = Instant::now();
     loop {
         tokio::time::sleep(WATCH_EVERY).await;
         let Some(pooled) = slot.upgrade() else { return };
@@ -190,7 +193,11 @@ async fn watch_silence(slot: std::sync::Weak<Slot>, conn: quinn::Connection, nod
             return;
         }
         let now = conn.stats().udp_rx.datagrams;
-        if now != heard {
+        // A late tick means this process was not running (a busy or starved machine), and
+        // neither was the task that reads the socket: the node's packets may be waiting there,
+        // so the silence so far is ours, not the node's. Count it from now.
+        let late = std::mem::replace(&mut tick, Instant::now()).elapsed() > LATE_TICK;
+        if now != heard || late {
             (heard, last) = (now, Instant::now());
             continue;
         }

@@ -16,12 +16,25 @@ pub enum WarmError {
     UnknownVolume(String),
     #[error("no member of the ring has weight: nothing owns {0}")]
     NoOwner(String),
+    /// The owner could not be asked (set aside, unreachable, connection lost, no answer in
+    /// time): worth asking again once the pool has probed it back ([`WarmError::is_transient`]).
+    #[error("{key} page {page}: {source}")]
+    Unreachable { key: String, page: u64, source: crate::pool::ExchangeError },
+    /// The owner answered, and the answer was an error (unauthorised, origin failed, ...).
     #[error("{key} page {page} at node {node}: {message}")]
     Node { key: String, page: u64, node: String, message: String },
     #[error("listing: {0}")]
     List(#[from] crate::origin::OriginError),
     #[error("listing returned a key that is not a valid object key: {0}")]
     BadKey(#[from] cache_proto::key::NameError),
+}
+
+impl WarmError {
+    /// Whether asking again later may succeed: the node was not reached or did not answer.
+    pub fn is_transient(&self) -> bool {
+        use crate::pool::ExchangeError;
+        matches!(self, Self::Unreachable { source, .. } if !matches!(source, ExchangeError::Wire { .. }))
+    }
 }
 
 /// What the owner said about one page.
@@ -71,8 +84,11 @@ impl Client {
         let fail = |message: String| WarmError::Node { key: key.to_string(), page, node: node.clone(), message };
         // A fill may wait for the origin: allow the origin's deadline on top of the node's.
         let deadline = self.timeouts.page_timeout.0 + self.timeouts.origin_timeout.0;
-        let (head, _) =
-            self.pool.exchange(owner, &request, deadline, |_| Ok(())).await.map_err(|e| fail(e.to_string()))?;
+        let (head, _) = self
+            .pool
+            .exchange(owner, &request, deadline, |_| Ok(()))
+            .await
+            .map_err(|source| WarmError::Unreachable { key: key.to_string(), page, source })?;
         match head {
             ResponseHead::Warm { outcome, object_size } => Ok(Warmed { outcome, object_size }),
             ResponseHead::Error(e) => Err(fail(format!("{}: {}", e.status.as_str(), e.message))),

@@ -92,3 +92,27 @@ async fn warmup_fails_naming_keys_it_could_not_read() {
     assert!(err.contains(&missing) && err.contains("not_found") && err.contains("1 of 2 objects failed"), "{err}");
     assert!(!err.contains(&format!("failed: {good}")), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmup_asks_again_when_an_owner_stops_answering_for_a_moment() {
+    let cluster = Cluster::start(&["a", "b"]).await;
+    let mut pages = 0;
+    for i in 0..12u64 {
+        cluster.put(&block_key(400 + i, 0, PAGE), 400 + i, PAGE);
+        pages += 1;
+    }
+    let config = cluster.path("client.toml");
+    std::fs::write(&config, cluster.client_toml(TOKEN, VOLUME, &cluster.path("certs"))).expect("write");
+    let config = config.to_str().expect("utf8").to_owned();
+    // Node a stops answering (SIGSTOP) as the warmup starts, and comes back 2 s later: its
+    // pages fail once (no handshake, or a silent connection) and are asked again.
+    cluster.signal(0, "STOP");
+    let warm = tokio::spawn(async move { cachectl(&["--config", &config, "warmup", VOLUME, "myjfs/chunks/"]).await });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    cluster.signal(0, "CONT");
+    let warm = warm.await.expect("join");
+    let (out, err) = (text(&warm.stdout), text(&warm.stderr));
+    assert!(warm.status.success(), "{err}");
+    assert!(out.contains(&format!("warmed 12 objects: {pages} pages ({pages} fetched")), "{out}");
+    assert!(err.contains("asked again"), "node a's pages were asked again: {err}");
+}

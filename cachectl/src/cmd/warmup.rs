@@ -1,6 +1,8 @@
 //! `cachectl warmup VOLUME PREFIX` (or `--keys FILE`): ask each page's owner to cache it, with
 //! bounded concurrency and a progress bar; `--check` reports what share is cached without
-//! fetching anything; `--evict` drops it. Exits non-zero, naming the keys, if any page failed.
+//! fetching anything; `--evict` drops it. A page whose owner cannot be reached is asked again
+//! after the pool's set-aside (a restart, a busy moment); exits non-zero, naming the keys, if any
+//! page still failed.
 
 use std::{
     io::IsTerminal,
@@ -13,7 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use cache_client::{Client, warm::Warmed};
+use cache_client::{Client, pool::SET_ASIDE, warm::Warmed};
 use cache_proto::{
     key::{ObjectKey, Volume},
     units::ByteSize,
@@ -47,10 +49,17 @@ struct Object {
     size: Option<u64>,
 }
 
+/// Tries per page: a node the pool set aside is probed again after [`SET_ASIDE`], so waiting
+/// that long between tries rides out a node that restarts or stops answering for a moment; a
+/// node still away after the last try fails the page.
+const TRIES: u32 = 4;
+
 #[derive(Default)]
 struct Tally {
     pages: AtomicU64,
     bytes: AtomicU64,
+    /// Pages asked again because their owner could not be reached.
+    retried: AtomicU64,
     by_outcome: [AtomicU64; 4],
 }
 
@@ -110,6 +119,10 @@ pub async fn run(client: &Client, args: WarmupArgs) -> anyhow::Result<()> {
 
     let count = |o: WarmOutcome| tally.by_outcome[o as usize].load(Ordering::Relaxed);
     let (pages, bytes) = (tally.pages.load(Ordering::Relaxed), tally.bytes.load(Ordering::Relaxed));
+    let retried = tally.retried.load(Ordering::Relaxed);
+    if retried > 0 {
+        eprintln!("asked again {retried} times: an owner could not be reached (set aside, restarting or busy)");
+    }
     let secs = started.elapsed().as_secs_f64();
     match mode {
         WarmMode::Fill => println!(
@@ -156,8 +169,18 @@ async fn warm_object(
         if pages.is_some_and(|n| page >= n) {
             return Ok(());
         }
-        let Warmed { outcome, object_size } =
-            client.warm(volume, &object.key, page, mode).await.map_err(|e| e.to_string())?;
+        let mut tries = 1;
+        let Warmed { outcome, object_size } = loop {
+            match client.warm(volume, &object.key, page, mode).await {
+                Ok(warmed) => break warmed,
+                Err(e) if e.is_transient() && tries < TRIES => {
+                    tally.retried.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(SET_ASIDE).await;
+                    tries += 1;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
         let total = match size {
             Some(s) => s,
             None => *size.insert(object_size.ok_or_else(|| format!("{}: node did not say its size", object.key))?),

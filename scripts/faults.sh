@@ -12,7 +12,9 @@
 #   sudo scripts/faults.sh              # the whole suite, ~12 minutes on 2 cores (with the fault tests)
 #   FAST=1 scripts/faults.sh            # shorter scenarios (what CI runs)
 #   KEEP=1 scripts/faults.sh            # keep logs and checker outputs
-#   ONLY=stall,memory scripts/faults.sh # some: kill stall partition loss netem slow down memory tests
+#   ONLY=stall,memory scripts/faults.sh # some: none kill stall partition loss netem slow down memory tests
+#
+# `none` (no fault, first) is the baseline the netem and down figures are compared with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +65,13 @@ finish() {
   fi
 }
 
+# over_none NAME: a figure line, NAME's p99 as a multiple of the no-fault run's (when both ran).
+over_none() {
+  [[ -s $W/none.json && -s $W/$1.json ]] || return 0
+  figure "$1 p99_over_no_fault=$(jq -n --argjson a "$(tail -n 1 "$W/$1.json")" --argjson b "$(tail -n 1 "$W/none.json")" \
+    '($a.p99_ms / $b.p99_ms * 100 | floor) / 100')"
+}
+
 nft_reset() { nft delete table inet mcfault 2>/dev/null || true; }
 # nft_drop EXPR...: drops packets matching EXPR on the root namespace's paths (client <-> nodes).
 nft_drop() {
@@ -71,6 +80,13 @@ nft_drop() {
   nft add chain inet mcfault in '{ type filter hook input priority 0; }'
   "$@"
 }
+
+if want none; then
+  echo "== 0. no fault: the baseline"
+  run_checker none
+  sleep "$FAULT_SECS"
+  finish none
+fi
 
 if want kill; then
   echo "== 1. kill -9 mid-transfer, repeatedly"
@@ -132,6 +148,7 @@ if want netem; then
   run_checker netem
   sleep "$FAULT_SECS"
   finish netem
+  over_none netem
   for n in a b c; do
     kill -TERM "${node_pid[$n]}"; wait "${node_pid[$n]}" 2>/dev/null || true
     kill -TERM "${relay_pid[$n]}"; wait "${relay_pid[$n]}" 2>/dev/null || true

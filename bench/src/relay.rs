@@ -81,7 +81,9 @@ fn schedule(
 /// Relays until dropped. Binds `listen` first, so a caller that awaits this in a task knows the
 /// port is taken once [`bind`] returned.
 pub async fn bind(listen: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
-    Ok(Arc::new(UdpSocket::bind(listen).await?))
+    let socket = UdpSocket::bind(listen).await?;
+    cache_client::tls::size_buffers(&socket);
+    Ok(Arc::new(socket))
 }
 
 pub async fn run(
@@ -101,7 +103,9 @@ pub async fn run(
             Some(s) => s.clone(),
             None => {
                 // One upstream socket per peer, and a task carrying the node's answers back.
-                let socket = Arc::new(UdpSocket::bind(bind_ip).await?);
+                let socket = UdpSocket::bind(bind_ip).await?;
+                cache_client::tls::size_buffers(&socket);
+                let socket = Arc::new(socket);
                 let (reader, front, stats) = (socket.clone(), front.clone(), stats.clone());
                 let mut rng = StdRng::seed_from_u64(opts.seed ^ u64::from(from.port()));
                 tokio::spawn(async move {

@@ -220,6 +220,16 @@ pub fn transport_config() -> quinn::TransportConfig {
     // loopback this moves 4 MiB pages ~1.7x faster at 8 in flight (BENCHMARKS.md: fewer packets
     // to seal, send and acknowledge); 8952 was slower than 1452 there. Cost: a few lost probes
     // on paths with a smaller MTU.
+    // Reordering is not loss. quinn counts each datagram it declares lost as a congestion event,
+    // and by default one overtaken by 3 later ones, or late by 1/8 of an RTT, is lost: on a path
+    // that jitters or reorders (FAULTS.md "netem": 10-15 ms with a 2 % reordering relay) Cubic's
+    // window sat at its floor and a page took seconds. Now a datagram is lost when it is late by
+    // two RTTs, or overtaken by more than the receiver's duplicate window (quinn keeps 128 packet
+    // numbers behind the highest; one older than that is dropped on arrival, so waiting for it
+    // is pointless). Cost: a datagram really lost is resent one RTT later than before (well under
+    // a millisecond on a LAN).
+    t.packet_threshold(REORDER_PACKETS);
+    t.time_threshold(REORDER_RTTS);
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(MAX_UDP_PAYLOAD);
     t.mtu_discovery_config(Some(mtu));
@@ -230,10 +240,46 @@ pub fn transport_config() -> quinn::TransportConfig {
 /// Call inside a tokio runtime.
 pub fn endpoint(addr: std::net::SocketAddr, server: Option<quinn::ServerConfig>) -> std::io::Result<quinn::Endpoint> {
     let socket = std::net::UdpSocket::bind(addr)?;
+    size_buffers(&socket);
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for QUIC (call inside tokio)"))?;
     quinn::Endpoint::new(endpoint_config(), server, socket, runtime)
 }
+
+/// Receive and send buffer asked of the kernel for each QUIC socket. The default (208 KiB on
+/// Linux) holds about fifty 4000-byte datagrams: a page arriving while the endpoint's task waits
+/// for a thread overflows it, and each datagram dropped there is a loss that halves the sender's
+/// window (the checker's socket dropped hundreds per run behind a 10 ms relay). Cost: memory
+/// only when datagrams queue, at most this much per socket.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Asks for [`SOCKET_BUFFER`] each way. The kernel caps the request at `net.core.rmem_max` /
+/// `wmem_max` (and reports twice what it grants); a smaller grant is logged once, with the
+/// setting that raises it. (Also for the test relay's sockets, which carry the same datagrams.)
+pub fn size_buffers(socket: &impl std::os::fd::AsFd) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let s = socket2::SockRef::from(socket);
+    // Failures leave the default: slower under bursts, not wrong.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    let granted = s.recv_buffer_size().unwrap_or(0) / 2;
+    if granted < SOCKET_BUFFER {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                granted,
+                wanted = SOCKET_BUFFER,
+                "QUIC socket receive buffer capped by the kernel; raise it with \
+                 `sysctl -w net.core.rmem_max={SOCKET_BUFFER} net.core.wmem_max={SOCKET_BUFFER}`"
+            )
+        });
+    }
+}
+
+/// How late, in round trips, a datagram may be before it counts as lost ([`transport_config`]).
+pub const REORDER_RTTS: f32 = 2.0;
+/// How many later datagrams may overtake one before it counts as lost: quinn's receiver drops
+/// a packet more than 128 numbers behind the highest it has seen as a possible duplicate.
+pub const REORDER_PACKETS: u32 = 129;
 
 /// Largest QUIC datagram payload this endpoint sends and accepts (see [`transport_config`]).
 pub const MAX_UDP_PAYLOAD: u16 = 4000;
@@ -442,5 +488,18 @@ mod tests {
             let err = TlsFiles::load(&cfg).expect_err("must fail").to_string();
             assert!(err.contains(&path(file).display().to_string()) && err.contains(what), "{err}");
         }
+    }
+
+    #[test]
+    fn quic_sockets_ask_the_kernel_for_large_buffers() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        size_buffers(&socket);
+        let cap = |k: &str| -> usize {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{k}")).expect("sysctl").trim().parse().expect("n")
+        };
+        // Linux grants min(asked, cap) and reports twice that (its bookkeeping).
+        let s = socket2::SockRef::from(&socket);
+        assert_eq!(s.recv_buffer_size().expect("rcvbuf"), 2 * SOCKET_BUFFER.min(cap("rmem_max")));
+        assert_eq!(s.send_buffer_size().expect("sndbuf"), 2 * SOCKET_BUFFER.min(cap("wmem_max")));
     }
 }

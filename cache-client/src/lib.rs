@@ -27,6 +27,7 @@ pub mod chunks;
 pub mod client;
 pub mod config;
 pub mod hedge;
+pub mod latency;
 pub mod node_cert;
 pub mod origin;
 pub mod pool;

@@ -30,7 +30,11 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
-use crate::{chunks::Chunks, stats::Fallback};
+use crate::{
+    chunks::Chunks,
+    latency::{self, Samples},
+    stats::Fallback,
+};
 
 use cache_proto::{
     key::NodeId,
@@ -106,6 +110,8 @@ struct Slot {
     strikes: SyncMutex<(u32, Instant)>,
     /// A probe (a handshake after being set aside) is running.
     probing: AtomicBool,
+    /// What its answers usually take ([`crate::latency`]).
+    samples: SyncMutex<Samples>,
 }
 
 impl Slot {
@@ -116,6 +122,7 @@ impl Slot {
             set_aside_until: SyncMutex::new(None),
             strikes: SyncMutex::new((0, Instant::now())),
             probing: AtomicBool::new(false),
+            samples: SyncMutex::new(Samples::default()),
         }
     }
 
@@ -308,6 +315,38 @@ impl Pool {
         if !self.heard_since(member, before) && self.slot(member).strike() {
             tracing::info!(node = %member.id, "node is slow; set aside for {SET_ASIDE:?}");
         }
+    }
+
+    /// `member`'s begun answer came so slowly that it was dropped for another node's: a
+    /// strike, as for a head that did not come (the node still talks, only too slowly).
+    pub fn note_crawling(&self, member: &Member) {
+        if self.slot(member).strike() {
+            tracing::info!(node = %member.id, "node answers too slowly; set aside for {SET_ASIDE:?}");
+        }
+    }
+
+    /// An answer's head from `member` came `took` after its request was sent.
+    pub fn note_head(&self, member: &Member, took: Duration) {
+        self.slot(member).samples.lock().unwrap_or_else(|e| e.into_inner()).head(took);
+    }
+
+    /// A cached page's payload from `member`: `bytes` in `took` after its head.
+    pub fn note_payload(&self, member: &Member, bytes: u64, took: Duration) {
+        self.slot(member).samples.lock().unwrap_or_else(|e| e.into_inner()).payload(bytes, took);
+    }
+
+    /// When to hedge a request to `member` that has no head yet: after its usual head time
+    /// ([`Samples::hedge_after`]), at most `ceiling`.
+    pub fn hedge_after(&self, member: &Member, ceiling: Duration) -> Duration {
+        self.slot(member).samples.lock().unwrap_or_else(|e| e.into_inner()).hedge_after(ceiling)
+    }
+
+    /// How long a begun cached answer of `bytes` may take before it is crawling, judged by the
+    /// cluster's usual rate ([`latency::crawling_after`]); None when it cannot be judged.
+    pub fn crawling_after(&self, bytes: u64, floor: Duration) -> Option<Duration> {
+        let slots: Vec<Arc<Slot>> = self.slots.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let medians = slots.iter().filter_map(|s| s.samples.lock().unwrap_or_else(|e| e.into_inner()).median_rate());
+        latency::crawling_after(bytes, latency::usual_rate(medians), floor)
     }
 
     /// What `member` has sent on its connection so far.

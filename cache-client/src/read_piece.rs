@@ -3,25 +3,30 @@
 //!
 //! ```text
 //!  read_piece      for the owner and the next node:
-//!    ask_with_hedge   ask one node; if its answer has not begun (no head) within hedge_after,
-//!                     also `hedge` (peek the next node, then escalate to a get unless the owner
-//!                     began meanwhile) and `wait_set_aside` (give up on a node set aside); an
-//!                     answer that has begun is waited for while its bytes keep coming
+//!    ask_with_hedge   ask one node; if its answer has not begun (no head) after the node's
+//!                     usual head time (`latency.rs`, at most hedge_after), also `hedge` (peek
+//!                     the next node, then escalate to a get unless the owner began meanwhile)
+//!                     and `wait_set_aside` (give up on a node set aside); a node still silent at
+//!                     hedge_after is struck. An answer that has begun is waited for while its
+//!                     bytes keep coming, unless it is a cached page that crawls
 //!    ask = open       send the request, wait for the head, check the length it gives
-//!        + finish     read the bytes as they come, check the digest  -> NodePage or Pass
+//!        + finish     read the bytes as they come, check the digest  -> NodePage or Pass; a
+//!                     cached page far slower than the cluster's usual rate is dropped (within
+//!                     the hedge budget) and struck, and the read moves to the next node
 //!    pass_over        count and trace why a node's answer was not used
 //!  origin_piece    the fallback: the origin itself
 //! ```
 //!
 //! A hedge costs at most about one extra request in ten (`hedge.rs`); an owner that does not begin
-//! answering within `hedge_after` three times in ten seconds is set aside by the pool, and reads
-//! waiting on it (with no answer begun) move on. An owner filling a page from a slow origin
-//! begins its answer when the origin's head is in, so it is neither hedged with a second fill
-//! nor set aside: one origin GET per page, however slow the origin.
+//! answering within `hedge_after`, or sends a cached page at a crawl, three times in ten seconds
+//! is set aside by the pool, and reads waiting on it (with no answer begun) move on. An owner
+//! filling a page from a slow origin begins its answer when the origin's head is in and sends at
+//! the origin's pace, so it is neither hedged with a second fill nor set aside: one origin GET
+//! per page, however slow the origin.
 
 use std::{
     sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -77,6 +82,10 @@ enum Pass {
     /// A get answered with something that is not a page.
     NotAPage,
     Corrupt,
+    /// A cached page whose bytes came far slower than the cluster's usual rate.
+    Crawling {
+        after: Duration,
+    },
 }
 
 impl Pass {
@@ -167,39 +176,51 @@ impl Client {
         self.hedges.earn();
         let sent = self.pool.heard(primary);
         let answering = AtomicBool::new(false);
+        let asked = Instant::now();
         let mut first = std::pin::pin!(async {
             let open = self.open(primary, &at.get, at).await?;
+            self.pool.note_head(primary, asked.elapsed());
             answering.store(true, Ordering::Relaxed);
-            self.finish(open, at).await
+            self.finish(primary, open, at).await
         });
         let hedge_after = self.timeouts.hedge_after.0;
         let may_wait = !hedge_after.is_zero();
+        // After the owner's usual head time (at most `hedge_after`): see `latency.rs`.
+        let hedge_at = self.pool.hedge_after(primary, hedge_after);
         tokio::select! {
             r = &mut first => return (primary, r),
-            _ = tokio::time::sleep(hedge_after), if may_wait => {}
+            _ = tokio::time::sleep(hedge_at), if may_wait => {}
         }
         if answering.load(Ordering::Relaxed) {
             return (primary, first.await);
         }
-        // The owner has not begun to answer. Enough of these and it is set aside (probed again
-        // later); a read waiting on it then gives up on it. Meanwhile, within the budget, the
-        // next node is asked (`hedge`). The first good answer wins.
+        // The owner has not begun to answer. Within the budget the next node is asked
+        // (`hedge`); the first good answer wins. If the owner has still not begun by
+        // `hedge_after` (and sent nothing at all), that is a strike: enough of them and it is
+        // set aside (probed again later), and a read waiting on it gives up on it.
         let Some(backup) = backup else {
             // Setting the last node aside would send every read to the origin.
             return (primary, first.await);
         };
-        self.pool.note_slow(primary, sent);
+        let strike = async {
+            tokio::time::sleep(hedge_after.saturating_sub(hedge_at)).await;
+            if !answering.load(Ordering::Relaxed) {
+                self.pool.note_slow(primary, sent);
+            }
+            std::future::pending::<std::convert::Infallible>().await
+        };
         tokio::select! {
             r = &mut first => (primary, r),
             page = self.hedge(at, primary, backup, hedge_after, &answering) => {
                 self.stats.record_fallback(Fallback::HedgeWon);
-                passed_over.push(format!("node {} had not answered within {hedge_after:?}", primary.id));
+                passed_over.push(format!("node {} had not answered within {hedge_at:?}", primary.id));
                 (backup, Ok(page))
             }
             () = self.wait_set_aside(primary, &answering) => {
                 let node = primary.id.to_string();
                 (primary, Err(Pass::Exchange(ExchangeError::SetAside { node })))
             }
+            never = strike => match never {},
         }
     }
 
@@ -252,6 +273,9 @@ impl Client {
             Pass::Refused { status, message } => (Fallback::Refused(status), format!("node {id} refused: {message}")),
             Pass::NotAPage => (Fallback::NotAPage, format!("node {id} refused: status answer to a get")),
             Pass::Corrupt => (Fallback::Corrupt, format!("node {id} sent bytes that fail their digest")),
+            Pass::Crawling { after } => {
+                (Fallback::Crawling, format!("node {id} had not sent a cached page within {after:?}: too slow"))
+            }
         };
         tracing::debug!(volume = %at.volume, key = %at.key, page = at.piece.page, %why, "passing over a node");
         self.stats.record_fallback(fallback);
@@ -284,7 +308,7 @@ impl Client {
     /// One node's answer for one piece, checked: [`Self::open`], then [`Self::finish`].
     async fn ask(&self, member: &Member, request: &Request, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
         let open = self.open(member, request, at).await?;
-        self.finish(open, at).await
+        self.finish(member, open, at).await
     }
 
     /// Sends `request` and waits for the answer's head (within the page deadline): the length it
@@ -310,12 +334,37 @@ impl Client {
     }
 
     /// The rest of an opened answer: its bytes as long as they keep coming (a gap longer than
-    /// the page deadline ends it), checked against the digest, bound to the request.
-    async fn finish(&self, opened: Opened, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
+    /// the page deadline ends it), checked against the digest, bound to the request. A cached
+    /// page that crawls (far below the cluster's usual rate: `latency.rs`) is dropped, within
+    /// the hedge budget, so the read moves to the next node; a page the node is filling from
+    /// the origin comes at the origin's pace and is waited for.
+    async fn finish(&self, member: &Member, opened: Opened, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
         let Opened { answering, whole, start } = opened;
         let piece = at.piece;
-        let (head, payload) =
-            answering.payload_chunks(Some(self.timeouts.page_timeout.0)).await.map_err(Pass::Exchange)?;
+        let cached = matches!(&answering.head, ResponseHead::Page(p) if p.tier != Tier::Origin);
+        let hedge_after = self.timeouts.hedge_after.0;
+        let crawling_after = (cached && !hedge_after.is_zero())
+            .then(|| self.pool.crawling_after(u64::from(answering.head.payload_len()), hedge_after))
+            .flatten();
+        let began = Instant::now();
+        let mut body = std::pin::pin!(answering.payload_chunks(Some(self.timeouts.page_timeout.0)));
+        let body = match crawling_after {
+            None => body.await,
+            Some(after) => tokio::select! {
+                r = &mut body => r,
+                () = tokio::time::sleep(after) => {
+                    if self.hedges.try_spend() {
+                        self.pool.note_crawling(member);
+                        return Err(Pass::Crawling { after });
+                    }
+                    body.await
+                }
+            },
+        };
+        let (head, payload) = body.map_err(Pass::Exchange)?;
+        if cached {
+            self.pool.note_payload(member, payload.len() as u64, began.elapsed());
+        }
         match head {
             ResponseHead::Page(p) => {
                 let parts = payload.parts().iter().map(|b| &b[..]);

@@ -38,6 +38,8 @@ pub enum Fallback {
     HedgeWon,
     /// The node's bytes failed their digest.
     Corrupt,
+    /// A cached page came far slower than the cluster's usual rate: dropped for the next node.
+    Crawling,
     /// The node answered with an error status.
     Refused(Status),
     /// The node answered a get with something that is not a page.
@@ -64,6 +66,7 @@ impl Fallback {
             Self::HedgeEscalated => "hedge_escalated",
             Self::HedgeWon => "hedge_won",
             Self::Corrupt => "corrupt",
+            Self::Crawling => "crawling",
             Self::Refused(status) => match status {
                 Status::Ok => "refused_ok",
                 Status::NotFound => "refused_not_found",

@@ -206,8 +206,11 @@ impl Lookup {
     }
 }
 
-/// Deadline for a page from its previous owner (node to node, on the same network).
-const HANDOFF_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for a page from its previous owner (node to node, on the same network, where a
+/// 4 MiB page takes tens of milliseconds). Past it the origin is likely the faster source: a
+/// previous owner behind a saturated link (FAULTS.md "slow") held fills, and the reads waiting
+/// on them, for up to 5 s when this was 5 s.
+const HANDOFF_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// Where to ask for a page before the origin: its owners before the last ring changes, most
 /// likely first (`Membership::previous_owners`).

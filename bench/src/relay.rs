@@ -6,7 +6,10 @@
 //!
 //! Every datagram waits `delay` plus up to `jitter`; with probability `reorder` it waits
 //! another 2 × `delay` (so later ones overtake it); with probability `duplicate` it is sent
-//! twice. Pure randomness from a seeded generator; the relay stops when its future is dropped.
+//! twice. With `rate`, each direction is a link of that many bytes per second: a datagram leaves
+//! no sooner than the link has sent the ones before it (a saturated or capped link, a gray
+//! failure: slow, not down). Pure randomness from a seeded generator; the relay stops when its
+//! future is dropped.
 
 use std::{
     collections::HashMap,
@@ -28,6 +31,26 @@ pub struct RelayOptions {
     pub reorder: f64,
     pub duplicate: f64,
     pub seed: u64,
+    /// Bytes per second each way (None: as fast as the relay goes).
+    pub rate: Option<u64>,
+}
+
+/// One direction of a capped link: when it is free to send the next datagram.
+#[derive(Debug, Default)]
+struct Link {
+    free_at: Option<tokio::time::Instant>,
+}
+
+impl Link {
+    /// How long a datagram of `len` bytes waits for the link (0 without a rate), and the link
+    /// is busy sending it after that.
+    fn wait(&mut self, len: usize, rate: Option<u64>) -> Duration {
+        let Some(rate) = rate.filter(|r| *r > 0) else { return Duration::ZERO };
+        let now = tokio::time::Instant::now();
+        let start = self.free_at.map_or(now, |f| f.max(now));
+        self.free_at = Some(start + Duration::from_secs_f64(len as f64 / rate as f64));
+        start - now
+    }
 }
 
 /// Datagrams relayed, duplicated and held back for reordering.
@@ -55,10 +78,10 @@ fn schedule(
     to: SocketAddr,
     data: Vec<u8>,
     opts: &RelayOptions,
-    rng: &mut StdRng,
+    (rng, link): (&mut StdRng, &mut Link),
     stats: &RelayStats,
 ) {
-    let mut wait = opts.delay + opts.jitter.mul_f64(rng.random::<f64>());
+    let mut wait = link.wait(data.len(), opts.rate) + opts.delay + opts.jitter.mul_f64(rng.random::<f64>());
     if rng.random::<f64>() < opts.reorder {
         wait += opts.delay * 2;
         stats.reordered.fetch_add(1, Ordering::Relaxed);
@@ -93,6 +116,7 @@ pub async fn run(
     stats: Arc<RelayStats>,
 ) -> std::io::Result<()> {
     let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut link = Link::default();
     let mut peers: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let bind_ip: SocketAddr =
@@ -110,9 +134,10 @@ pub async fn run(
                 let mut rng = StdRng::seed_from_u64(opts.seed ^ u64::from(from.port()));
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65_536];
+                    let mut link = Link::default();
                     while let Ok((n, source)) = reader.recv_from(&mut buf).await {
                         if source == upstream {
-                            schedule(front.clone(), from, buf[..n].to_vec(), &opts, &mut rng, &stats);
+                            schedule(front.clone(), from, buf[..n].to_vec(), &opts, (&mut rng, &mut link), &stats);
                         }
                     }
                 });
@@ -120,7 +145,7 @@ pub async fn run(
                 socket
             }
         };
-        schedule(back, upstream, buf[..n].to_vec(), &opts, &mut rng, &stats);
+        schedule(back, upstream, buf[..n].to_vec(), &opts, (&mut rng, &mut link), &stats);
     }
 }
 
@@ -148,6 +173,7 @@ mod tests {
             reorder: 0.2,
             duplicate: 0.2,
             seed: 7,
+            rate: None,
         };
         let stats = Arc::new(RelayStats::default());
         let relay = tokio::spawn(run(front, upstream, opts, stats.clone()));

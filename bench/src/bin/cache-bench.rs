@@ -93,6 +93,9 @@ struct RelayArgs {
     duplicate: f64,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Cap each direction at this many bytes per second (e.g. 2MiB): a slow link.
+    #[arg(long, value_parser = size)]
+    rate: Option<u64>,
     /// Stop by itself after this many seconds.
     #[arg(long)]
     seconds: Option<u64>,
@@ -382,6 +385,7 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
         reorder: args.reorder,
         duplicate: args.duplicate,
         seed: args.seed,
+        rate: args.rate,
     };
     let front = bench::relay::bind(args.listen).await.with_context(|| format!("listen {}", args.listen))?;
     eprintln!("relay listening on {} -> {}, {options:?}", args.listen, args.upstream);

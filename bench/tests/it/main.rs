@@ -3,4 +3,5 @@
 
 mod check;
 mod load;
+mod slow_link;
 mod slow_origin;

@@ -7,7 +7,7 @@ use crate::Client;
 use cache_proto::{
     key::{ObjectKey, Volume},
     ring::page_point,
-    wire::{Request, ResponseHead, Warm, WarmMode, WarmOutcome},
+    wire::{Request, ResponseHead, Status, Warm, WarmMode, WarmOutcome},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,9 @@ pub enum WarmError {
     /// time): worth asking again once the pool has probed it back ([`WarmError::is_transient`]).
     #[error("{key} page {page}: {source}")]
     Unreachable { key: String, page: u64, source: crate::pool::ExchangeError },
+    /// The owner is at its limit (requests in flight, or its fill budget): ask again later.
+    #[error("{key} page {page} at node {node}: busy: {message}")]
+    Busy { key: String, page: u64, node: String, message: String },
     /// The owner answered, and the answer was an error (unauthorised, origin failed, ...).
     #[error("{key} page {page} at node {node}: {message}")]
     Node { key: String, page: u64, node: String, message: String },
@@ -33,7 +36,11 @@ impl WarmError {
     /// Whether asking again later may succeed: the node was not reached or did not answer.
     pub fn is_transient(&self) -> bool {
         use crate::pool::ExchangeError;
-        matches!(self, Self::Unreachable { source, .. } if !matches!(source, ExchangeError::Wire { .. }))
+        match self {
+            Self::Unreachable { source, .. } => !matches!(source, ExchangeError::Wire { .. }),
+            Self::Busy { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -91,6 +98,9 @@ impl Client {
             .map_err(|source| WarmError::Unreachable { key: key.to_string(), page, source })?;
         match head {
             ResponseHead::Warm { outcome, object_size } => Ok(Warmed { outcome, object_size }),
+            ResponseHead::Error(e) if e.status == Status::Busy => {
+                Err(WarmError::Busy { key: key.to_string(), page, node, message: e.message })
+            }
             ResponseHead::Error(e) => Err(fail(format!("{}: {}", e.status.as_str(), e.message))),
             other => Err(fail(format!("unexpected answer {other:?}"))),
         }

@@ -64,7 +64,17 @@ pub enum Failure {
     NotFound(String),
     #[error("{0}")]
     Origin(String),
+    /// The node's fill budget stayed taken for [`FILL_QUEUE_WAIT`]: told as `Busy`, so the
+    /// reader goes elsewhere instead of queueing here.
+    #[error("{0}")]
+    Busy(String),
 }
+
+/// How long a fill waits for room in the fill budget (`node.max_fill_bytes`) before the node
+/// answers Busy. Room that has not come in this long is held by fills that each take at least
+/// that long, so the queue behind them is seconds; the reader does better at the next node or
+/// at the origin (FAULTS.md "memory": reads queued here for 6-9 s).
+pub const FILL_QUEUE_WAIT: Duration = Duration::from_millis(500);
 
 impl From<OriginError> for Failure {
     fn from(e: OriginError) -> Self {
@@ -303,10 +313,10 @@ impl Fill {
         // One permit per page buffer being filled (`node.max_fill_bytes`): fills beyond it wait
         // here, before they allocate, so a burst of cold pages cannot grow the node past its
         // budget. Readers of the same page share one fill, and so one permit. The semaphore is
-        // never closed; a fill that cannot get room in time fails like one whose origin did not
-        // answer in time.
-        let Ok(Ok(_permit)) = tokio::time::timeout(timeout, fills.acquire_owned()).await else {
-            return Err(timed_out());
+        // never closed; a fill that gets no room within FILL_QUEUE_WAIT is Busy.
+        let wait = FILL_QUEUE_WAIT.min(timeout);
+        let Ok(Ok(_permit)) = tokio::time::timeout(wait, fills.acquire_owned()).await else {
+            return Err(Failure::Busy(format!("fill budget (node.max_fill_bytes) full for {wait:?}; read elsewhere")));
         };
         if let Some(handoff) = handoff {
             if let Some(page) = handoff.page(&key, page_size).await {

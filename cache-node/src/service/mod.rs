@@ -116,6 +116,7 @@ impl Service {
             }
             Failure::NotFound(msg) => self.refuse(ErrorKind::NotFound, Status::NotFound, msg),
             Failure::Origin(msg) => self.refuse(ErrorKind::Origin, Status::OriginFailed, msg),
+            Failure::Busy(msg) => self.refuse(ErrorKind::Busy, Status::Busy, msg),
         }
     }
 

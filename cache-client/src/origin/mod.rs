@@ -62,6 +62,7 @@ use crate::config::OriginConfig;
 use cache_proto::key::ObjectKey;
 
 pub use build::open_store;
+pub use read::etag_md5;
 use read::is_stall;
 
 /// Region used when an S3 origin does not name one.
@@ -217,6 +218,18 @@ impl OriginChain {
             }
         }
         Err(OriginError::NotFound { key: key.to_string() })
+    }
+
+    /// [`Self::get_range`] from origin `index` alone (a node copying an object from the source
+    /// that has it into the regional copy). `Ok(None)`: that origin does not have `key`.
+    /// Panics if `index >= len()`.
+    pub async fn get_range_at(
+        &self,
+        index: usize,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<OriginRead>, OriginError> {
+        self.origins[index].get_range(index, key, range, None).await
     }
 
     /// Size, ETag and modification time of `key` from the first origin that has it (one HEAD per

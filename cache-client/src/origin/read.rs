@@ -134,6 +134,12 @@ pub(super) fn is_stall(error: &object_store::Error) -> bool {
 
 /// The MD5 an ETag states, if it is a plain one: 32 hex digits, optionally quoted. Multipart
 /// ETags (`"<md5 of the parts' md5s>-<parts>"`) and weak ETags are not.
+/// [`plain_md5`], for callers outside the chain (a copy into the regional bucket compares the
+/// source's ETag with the one the copy's PUT got).
+pub fn etag_md5(etag: &str) -> Option<[u8; 16]> {
+    plain_md5(etag)
+}
+
 fn plain_md5(etag: &str) -> Option<[u8; 16]> {
     let hex = etag.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(etag);
     if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {

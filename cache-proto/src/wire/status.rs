@@ -38,4 +38,92 @@ pub struct NodeStatus {
     pub drain_left_secs: Option<u64>,
     /// Pages this node got from their previous owner instead of the origin (warm handoff).
     pub handoff_pages: u64,
+    /// Per volume: what this node read from (and wrote to) each origin, its copies into the
+    /// regional bucket, and what that is estimated to cost. Absent in answers of nodes from
+    /// before it (decoded as empty), and left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeUse>,
+}
+
+/// One volume's origin use and copies on one node (`cachectl status` sums them over nodes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VolumeUse {
+    pub volume: String,
+    /// The volume's origins in chain order.
+    pub origins: Vec<OriginUse>,
+    /// Copies waiting on this node (queued or being made), their bytes, and the age of the
+    /// oldest in seconds.
+    pub copy_pending: u64,
+    pub copy_pending_bytes: u64,
+    pub copy_oldest_secs: u64,
+    /// Copies written and verified, found already there, written again after failing their
+    /// check, out of attempts, and not queued (full queue, disk error, too large).
+    pub copies_done: u64,
+    pub copies_already_there: u64,
+    pub copies_redone: u64,
+    pub copies_failed: u64,
+    pub copies_not_queued: u64,
+    /// Estimated money spent on all origins, and saved by reads the regional copy served
+    /// instead of the source (in the unit of the configured prices).
+    pub spent: f64,
+    pub saved: f64,
+}
+
+/// What one node sent one origin of a volume.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OriginUse {
+    /// The origin's URL (`s3://bucket/prefix`).
+    pub url: String,
+    /// The volume's regional copy (the first origin, `replica = true`).
+    pub replica: bool,
+    /// GETs that returned bytes, and those bytes.
+    pub gets: u64,
+    pub get_bytes: u64,
+    /// GETs answered "no such object" (the chain went on to the next origin).
+    pub gets_missing: u64,
+    pub heads: u64,
+    /// PUTs (copies into the regional copy), and their bytes.
+    pub puts: u64,
+    pub put_bytes: u64,
+    /// Estimated money spent on this origin.
+    pub spent: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_without_volumes_decodes_and_volumes_round_trip() {
+        // What a node from before per-volume use sent: no `volumes` key.
+        let mut old = serde_json::to_value(NodeStatus { id: "a".into(), ..NodeStatus::default() }).expect("encodes");
+        assert!(old.get("volumes").is_none(), "empty volumes are left out");
+        old.as_object_mut().expect("object").remove("volumes");
+        let decoded: NodeStatus = serde_json::from_value(old).expect("old answers decode");
+        assert!(decoded.volumes.is_empty());
+
+        let status = NodeStatus {
+            id: "a".into(),
+            volumes: vec![VolumeUse {
+                volume: "vol1".into(),
+                origins: vec![
+                    OriginUse { url: "s3://regional".into(), replica: true, gets: 2, puts: 1, ..OriginUse::default() },
+                    OriginUse { url: "s3://source".into(), gets: 1, get_bytes: 10, spent: 0.5, ..OriginUse::default() },
+                ],
+                copy_pending: 3,
+                copies_done: 1,
+                spent: 0.5,
+                saved: 0.25,
+                ..VolumeUse::default()
+            }],
+            ..NodeStatus::default()
+        };
+        let text = serde_json::to_string(&status).expect("encodes");
+        assert_eq!(serde_json::from_str::<NodeStatus>(&text).expect("decodes"), status);
+        // A newer node's extra keys are ignored, missing ones default.
+        let partial: VolumeUse = serde_json::from_str(r#"{"volume":"v","later_key":1}"#).expect("decodes");
+        assert_eq!(partial.volume, "v");
+    }
 }

@@ -18,6 +18,7 @@ mod node_faults;
 mod origin;
 mod origin_faults;
 mod read_path;
+mod replica;
 mod security;
 mod single_flight;
 mod streamed;

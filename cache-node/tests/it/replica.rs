@@ -1,0 +1,346 @@
+//! Setup 2: the volume's regional copy is the first origin (`replica = true`), the source after
+//! it; two real in-process S3 servers (`cluster.replica` and `cluster.s3`), real nodes, the real
+//! client. A node that fills an object from the source copies it into the regional bucket; the
+//! tests count what each server saw. The only fakes are the regional server's PutObject faults
+//! (`PutFault`: refused, unavailable, corrupted or truncated writes), which a real server cannot
+//! be made to do on demand.
+
+use std::time::Duration;
+
+use cache_proto::wire::{NodeStatus, VolumeUse};
+use cache_testkit::{PutFault, cluster::*};
+use tokio::process::Command;
+
+/// Copies retry quickly in tests (the defaults wait 1 s, doubling to 5 min).
+fn quick_copies(c: &mut cache_node::config::NodeConfig) {
+    c.copy.backoff = cache_proto::units::Span(Duration::from_millis(100));
+    c.copy.backoff_max = cache_proto::units::Span(Duration::from_millis(400));
+    c.copy.attempts = 1000;
+}
+
+async fn start(ids: &[&str]) -> Cluster {
+    Cluster::start_with_replica(ids, |c| c.configure_node = quick_copies).await
+}
+
+async fn statuses(cluster: &Cluster) -> Vec<NodeStatus> {
+    let client = cluster.client();
+    let mut out = Vec::new();
+    for i in 0..cluster.nodes.len() {
+        out.push(client.node_status(client.ring().ring.member(i)).await.expect("node answers status"));
+    }
+    out
+}
+
+/// The test volume's use, summed over the nodes.
+async fn volume_use(cluster: &Cluster) -> VolumeUse {
+    let mut sum = VolumeUse::default();
+    for s in statuses(cluster).await {
+        let v = s.volumes.into_iter().find(|v| v.volume == VOLUME).expect("the volume's use");
+        if sum.origins.is_empty() {
+            sum.origins = v
+                .origins
+                .iter()
+                .map(|o| cache_proto::wire::OriginUse { url: o.url.clone(), replica: o.replica, ..Default::default() })
+                .collect();
+        }
+        for (a, b) in sum.origins.iter_mut().zip(&v.origins) {
+            a.gets += b.gets;
+            a.get_bytes += b.get_bytes;
+            a.gets_missing += b.gets_missing;
+            a.heads += b.heads;
+            a.puts += b.puts;
+            a.put_bytes += b.put_bytes;
+            a.spent += b.spent;
+        }
+        sum.copy_pending += v.copy_pending;
+        sum.copy_pending_bytes += v.copy_pending_bytes;
+        sum.copy_oldest_secs = sum.copy_oldest_secs.max(v.copy_oldest_secs);
+        sum.copies_done += v.copies_done;
+        sum.copies_already_there += v.copies_already_there;
+        sum.copies_redone += v.copies_redone;
+        sum.copies_failed += v.copies_failed;
+        sum.copies_not_queued += v.copies_not_queued;
+        sum.spent += v.spent;
+        sum.saved += v.saved;
+    }
+    sum
+}
+
+/// Polls `done` every 50 ms for up to 30 s; returns the last value it saw.
+async fn wait_for<T: std::fmt::Debug>(what: &str, mut probe: impl AsyncFnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {value:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_only_the_source_has_is_served_copied_once_then_read_from_the_regional_copy() {
+    let mut cluster = start(&["a", "b", "c"]).await;
+    let k = block_key(4100, 0, PAGE);
+    let data = cluster.put(&k, 4100, PAGE);
+    // Three clients (each its own QUIC connections) read the cold block at once.
+    let clients: Vec<_> = (0..3).map(|_| std::sync::Arc::new(cluster.client_without_hedging())).collect();
+    let reads = clients.iter().map(|c| {
+        let (c, k) = (c.clone(), k.clone());
+        tokio::spawn(async move { c.read(&vol(), &key(&k), 0, PAGE).await })
+    });
+    for r in futures::future::join_all(reads).await {
+        assert_eq!(r.expect("task").expect("read"), data);
+    }
+    assert_eq!(cluster.s3.get_count(), 1, "one source GET for three concurrent cold reads");
+
+    let used =
+        wait_for("the copy", async || volume_use(&cluster).await, |u| u.copies_done == 1 && u.copy_pending == 0).await;
+    assert_eq!(cluster.regional_object(&k).as_deref(), Some(&data[..]), "the regional bucket holds the block");
+    assert_eq!(cluster.regional().put_count(), 1, "copied once");
+    assert_eq!((used.copies_redone, used.copies_failed, used.copies_not_queued), (0, 0, 0));
+    assert_eq!(cluster.s3.get_count(), 1, "the copy took the bytes from the node's memory, not the source");
+
+    // Empty caches: every node restarted on fresh data. The block now comes from the regional
+    // copy and the source sees nothing.
+    for i in 0..cluster.nodes.len() {
+        cluster.kill(i).await;
+        let _ = std::fs::remove_dir_all(cluster.path(&format!("data/{}", cluster.nodes[i].id)));
+        cluster.spawn(i).await;
+    }
+    let regional_gets = cluster.regional().get_count();
+    assert_eq!(cluster.client().read(&vol(), &key(&k), 0, PAGE).await.expect("read"), data);
+    assert_eq!(cluster.s3.get_count(), 1, "no source GET once the regional copy has the block");
+    assert_eq!(cluster.regional().get_count(), regional_gets + 1);
+    let used = volume_use(&cluster).await;
+    assert_eq!((used.origins[0].gets, used.origins[1].gets, used.copy_pending), (1, 0, 0), "{used:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cluster.regional().put_count(), 1, "a regional read queues no copy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regional_bucket_refusing_writes_leaves_reads_alone_and_copies_finish_when_it_is_back() {
+    let cluster = start(&["a"]).await;
+    cluster.regional().fail_puts(PutFault::Refuse, None);
+    let client = cluster.client();
+    let blocks: Vec<_> = (0..3)
+        .map(|i| {
+            let k = block_key(4200 + i, 0, PAGE / 2);
+            let d = cluster.put(&k, 4200 + i, PAGE / 2);
+            (k, d)
+        })
+        .collect();
+    for (k, d) in &blocks {
+        assert_eq!(&client.read(&vol(), &key(k), 0, PAGE / 2).await.expect("read served from the source"), d);
+    }
+    let stuck = wait_for(
+        "refused attempts",
+        async || (volume_use(&cluster).await, cluster.regional().put_count()),
+        |(_, puts)| *puts >= 6,
+    )
+    .await
+    .0;
+    assert_eq!((stuck.copy_pending, stuck.copy_pending_bytes, stuck.copies_done), (3, 3 * PAGE / 2, 0), "{stuck:?}");
+    assert!(blocks.iter().all(|(k, _)| cluster.regional_object(k).is_none()));
+    // Reads keep being served meanwhile (from the cache now).
+    for (k, d) in &blocks {
+        assert_eq!(&client.read(&vol(), &key(k), 0, PAGE / 2).await.expect("read"), d);
+    }
+
+    // The bucket is back: the copies finish by themselves.
+    cluster.regional().fail_puts(PutFault::Unavailable, Some(3));
+    let used = wait_for(
+        "copies after the bucket is back",
+        async || volume_use(&cluster).await,
+        |u| u.copies_done == 3 && u.copy_pending == 0,
+    )
+    .await;
+    for (k, d) in &blocks {
+        assert_eq!(cluster.regional_object(k).as_deref(), Some(&d[..]), "{k}");
+    }
+    assert_eq!(used.copies_failed, 0);
+    assert_eq!(cluster.s3.get_count(), 3, "retries took the bytes from the cache, not the source");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_copies_survive_kill_9_and_finish_after_restart() {
+    // Wrong write credentials: every copy is refused and stays queued.
+    let mut cluster = Cluster::start_with_replica(&["a"], |c| {
+        c.configure_node = quick_copies;
+        c.configure_replica = |o| {
+            o.write_access_key_id = Some(AK.into());
+            o.write_secret_access_key = Some("not-the-secret".into());
+        };
+    })
+    .await;
+    let client = cluster.client();
+    let blocks: Vec<_> = (0..4)
+        .map(|i| {
+            let k = block_key(4300 + i, 0, 100_000 + i);
+            let d = cluster.put(&k, 4300 + i, 100_000 + i);
+            (k, d)
+        })
+        .collect();
+    for (k, d) in &blocks {
+        assert_eq!(&client.read(&vol(), &key(k), 0, PAGE).await.expect("read"), d);
+    }
+    let stuck = wait_for("queued copies", async || volume_use(&cluster).await, |u| u.copy_pending == 4).await;
+    assert_eq!(stuck.copies_done, 0);
+    let queue = cluster.path("data/a/copies/pending");
+    assert_eq!(std::fs::read_dir(&queue).expect("queue dir").count(), 4, "one durable entry per copy");
+
+    // kill -9, then start again with the right write credentials: the copies finish.
+    cluster.kill(0).await;
+    cluster.configure_replica = |o| {
+        o.write_access_key_id = Some(AK.into());
+        o.write_secret_access_key = Some(SK.into());
+    };
+    cluster.spawn(0).await;
+    let used = wait_for(
+        "copies after the restart",
+        async || volume_use(&cluster).await,
+        |u| u.copies_done == 4 && u.copy_pending == 0,
+    )
+    .await;
+    for (k, d) in &blocks {
+        assert_eq!(cluster.regional_object(k).as_deref(), Some(&d[..]), "{k}");
+    }
+    assert_eq!(std::fs::read_dir(&queue).expect("queue dir").count(), 0, "done copies leave the queue");
+    // After the restart the cache was cold for the copier only if the pages were not on disk:
+    // either way each copy cost at most one more source GET.
+    assert!(cluster.s3.get_count() <= 8, "{}", cluster.s3.get_count());
+    assert_eq!(used.copies_failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_truncated_copy_is_detected_and_redone() {
+    let cluster = start(&["a"]).await;
+    let client = cluster.client();
+    for (i, fault) in [PutFault::Corrupt { at: 1000 }, PutFault::Truncate { keep: 777 }].into_iter().enumerate() {
+        let puts = cluster.regional().put_count();
+        cluster.regional().fail_puts(fault, Some(1));
+        let k = block_key(4400 + i as u64, 0, PAGE);
+        let d = cluster.put(&k, 4400 + i as u64, PAGE);
+        assert_eq!(client.read(&vol(), &key(&k), 0, PAGE).await.expect("read"), d);
+        let used = wait_for(
+            "the redone copy",
+            async || volume_use(&cluster).await,
+            |u| u.copies_done == i as u64 + 1 && u.copy_pending == 0,
+        )
+        .await;
+        assert_eq!(used.copies_redone, i as u64 + 1, "{fault:?} detected: {used:?}");
+        assert_eq!(cluster.regional_object(&k).as_deref(), Some(&d[..]), "{fault:?}: the copy was redone right");
+        assert_eq!(cluster.regional().put_count() - puts, 2, "{fault:?}: one bad PUT, one good");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_figures_match_what_the_two_servers_counted() {
+    let cluster = Cluster::start_with_replica(&["a"], |c| {
+        c.configure_node = quick_copies;
+        c.configure_replica = |o| {
+            o.price_per_gb = 0.01;
+            o.price_per_1000_requests = 5.0;
+        };
+        c.tuning.configure_origin = |o| {
+            if !o.replica {
+                o.price_per_gb = 0.09;
+                o.price_per_1000_requests = 0.4;
+            }
+        };
+    })
+    .await;
+    let client = cluster.client();
+    // Blocks only the source has (read, then copied) and blocks already in both. (A missing
+    // block is left out: the client reads the origins itself after a node's not_found.)
+    let mut blocks = Vec::new();
+    for i in 0..3 {
+        let k = block_key(4500 + i, 0, PAGE - i);
+        blocks.push((k.clone(), cluster.put(&k, 4500 + i, PAGE - i)));
+    }
+    for i in 0..2 {
+        let k = block_key(4600 + i, 0, 300_000 + i);
+        let d = cluster.put(&k, 4600 + i, 300_000 + i);
+        cluster.regional().put(BUCKET, &format!("{VOLUME}/{k}"), &d).expect("regional put");
+        blocks.push((k, d));
+    }
+    for (k, d) in &blocks {
+        assert_eq!(&client.read(&vol(), &key(k), 0, PAGE).await.expect("read"), d);
+    }
+    let used =
+        wait_for("the copies", async || volume_use(&cluster).await, |u| u.copies_done == 3 && u.copy_pending == 0)
+            .await;
+    let (regional, source) = (cluster.regional(), &cluster.s3);
+    let (r, s) = (&used.origins[0], &used.origins[1]);
+    assert!(r.replica && !s.replica);
+    assert_eq!(r.gets + r.gets_missing, regional.get_count(), "{used:?}");
+    assert_eq!(r.get_bytes, regional.bytes_served());
+    assert_eq!(r.heads, regional.head_count());
+    assert_eq!((r.puts, r.put_bytes), (regional.put_count(), regional.put_bytes()));
+    assert_eq!(s.gets + s.gets_missing, source.get_count(), "{used:?}");
+    assert_eq!(s.get_bytes, source.bytes_served());
+    assert_eq!((s.heads, s.puts), (source.head_count(), source.put_count()));
+    // 3 blocks missed the regional copy and came from the source; 2 were served by it.
+    assert_eq!((r.gets, r.gets_missing, s.gets, s.gets_missing), (2, 3, 3, 0));
+
+    let gib = (1u64 << 30) as f64;
+    let regional_spent = (regional.bytes_served() + regional.put_bytes()) as f64 / gib * 0.01
+        + (regional.get_count() + regional.head_count() + regional.put_count()) as f64 / 1000.0 * 5.0;
+    let source_spent = source.bytes_served() as f64 / gib * 0.09 + source.get_count() as f64 / 1000.0 * 0.4;
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.max(1.0);
+    assert!(close(r.spent, regional_spent), "{} vs {regional_spent}", r.spent);
+    assert!(close(s.spent, source_spent), "{} vs {source_spent}", s.spent);
+    assert!(close(used.spent, regional_spent + source_spent));
+    let saved = r.get_bytes as f64 / gib * (0.09 - 0.01) + r.gets as f64 / 1000.0 * (0.4 - 5.0);
+    assert!(close(used.saved, saved), "{} vs {saved}", used.saved);
+
+    // The same figures in /metrics.
+    let metrics = cluster.metrics(0).await;
+    let series = |s: &str| metric(&metrics, s);
+    assert_eq!(
+        series("mirrorcache_node_origin_ops_total{volume=\"vol1\",origin=\"0\",op=\"put\"}") as u64,
+        regional.put_count()
+    );
+    assert_eq!(
+        series("mirrorcache_node_origin_op_bytes_total{volume=\"vol1\",origin=\"1\",op=\"get\"}") as u64,
+        source.bytes_served()
+    );
+    assert_eq!(series("mirrorcache_node_copies_total{volume=\"vol1\",outcome=\"done\"}"), 3.0);
+    assert_eq!(series("mirrorcache_node_copy_backlog_objects{volume=\"vol1\"}"), 0.0);
+    assert!(close(series("mirrorcache_node_cost_estimate{volume=\"vol1\",kind=\"spent\"}"), used.spent), "{metrics}");
+}
+
+#[tokio::test]
+async fn setup2_config_errors_fail_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let head = "[node]\nid = \"a\"\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"d\"\n[tls]\nca = \"x\"\ncert = \"x\"\nkey = \"x\"\n";
+    let volume = "[[volume]]\nname = \"vol1\"\ntoken = \"0123456789abcdef\"\n";
+    let origin = |extra: &str| format!("[[volume.origin]]\nurl = \"s3://b/p\"\n{extra}\n");
+    let cases = [
+        (format!("{head}{volume}{}{}", origin(""), origin("replica = true")), "volume[0].origin[1].replica"),
+        (format!("{head}{volume}{}", origin("replica = true")), "volume[0].origin[0].replica"),
+        (
+            format!(
+                "{head}{volume}{}{}",
+                origin("write_access_key_id = \"W\"\nwrite_secret_access_key = \"S\""),
+                origin("")
+            ),
+            "volume[0].origin[0].write_access_key_id",
+        ),
+        (
+            format!("{head}{volume}{}{}", origin("replica = true"), origin("price_per_gb = -1.0")),
+            "volume[0].origin[1].price_per_gb",
+        ),
+        (format!("{head}[copy]\nconcurrency = 0\n"), "copy.concurrency"),
+        (format!("{head}[copy]\nbandwidth_cap = \"1MiB\"\n"), "bandwidth_cap"),
+    ];
+    for (i, (toml, key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, toml).expect("write");
+        let out = Command::new(node_binary()).arg("--config").arg(&path).output().await.expect("run node");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(key), "expected {key} in: {stderr}");
+    }
+}

@@ -35,33 +35,7 @@ async fn statuses(cluster: &Cluster) -> Vec<NodeStatus> {
 async fn volume_use(cluster: &Cluster) -> VolumeUse {
     let mut sum = VolumeUse::default();
     for s in statuses(cluster).await {
-        let v = s.volumes.into_iter().find(|v| v.volume == VOLUME).expect("the volume's use");
-        if sum.origins.is_empty() {
-            sum.origins = v
-                .origins
-                .iter()
-                .map(|o| cache_proto::wire::OriginUse { url: o.url.clone(), replica: o.replica, ..Default::default() })
-                .collect();
-        }
-        for (a, b) in sum.origins.iter_mut().zip(&v.origins) {
-            a.gets += b.gets;
-            a.get_bytes += b.get_bytes;
-            a.gets_missing += b.gets_missing;
-            a.heads += b.heads;
-            a.puts += b.puts;
-            a.put_bytes += b.put_bytes;
-            a.spent += b.spent;
-        }
-        sum.copy_pending += v.copy_pending;
-        sum.copy_pending_bytes += v.copy_pending_bytes;
-        sum.copy_oldest_secs = sum.copy_oldest_secs.max(v.copy_oldest_secs);
-        sum.copies_done += v.copies_done;
-        sum.copies_already_there += v.copies_already_there;
-        sum.copies_redone += v.copies_redone;
-        sum.copies_failed += v.copies_failed;
-        sum.copies_not_queued += v.copies_not_queued;
-        sum.spent += v.spent;
-        sum.saved += v.saved;
+        sum.add(s.volumes.iter().find(|v| v.volume == VOLUME).expect("the volume's use"));
     }
     sum
 }
@@ -309,6 +283,27 @@ async fn cost_figures_match_what_the_two_servers_counted() {
     assert_eq!(series("mirrorcache_node_copies_total{volume=\"vol1\",outcome=\"done\"}"), 3.0);
     assert_eq!(series("mirrorcache_node_copy_backlog_objects{volume=\"vol1\"}"), 0.0);
     assert!(close(series("mirrorcache_node_cost_estimate{volume=\"vol1\",kind=\"spent\"}"), used.spent), "{metrics}");
+
+    // And in `cachectl status`, as an operator reads them.
+    let config = cluster.path("client.toml");
+    std::fs::write(&config, cluster.client_toml(TOKEN, VOLUME, &cluster.path("certs"))).expect("write");
+    let out = Command::new(cachectl_binary())
+        .args(["--config", config.to_str().expect("utf8"), "status"])
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .expect("run cachectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("volume vol1: copy backlog 0 objects (0B), oldest 0s; copies done 3,"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "(regional copy): GET 2 ({}), missing 3, HEAD 6, PUT 3",
+            cache_proto::units::ByteSize(r.get_bytes)
+        )),
+        "{text}"
+    );
 }
 
 #[tokio::test]

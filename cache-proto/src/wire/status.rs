@@ -70,6 +70,40 @@ pub struct VolumeUse {
     pub saved: f64,
 }
 
+impl VolumeUse {
+    /// Adds another node's use of the same volume (origins matched by position): counts and
+    /// money add up, the oldest pending copy is the older of the two.
+    pub fn add(&mut self, other: &VolumeUse) {
+        if self.origins.is_empty() {
+            self.volume.clone_from(&other.volume);
+            self.origins = other
+                .origins
+                .iter()
+                .map(|o| OriginUse { url: o.url.clone(), replica: o.replica, ..OriginUse::default() })
+                .collect();
+        }
+        for (a, b) in self.origins.iter_mut().zip(&other.origins) {
+            a.gets += b.gets;
+            a.get_bytes += b.get_bytes;
+            a.gets_missing += b.gets_missing;
+            a.heads += b.heads;
+            a.puts += b.puts;
+            a.put_bytes += b.put_bytes;
+            a.spent += b.spent;
+        }
+        self.copy_pending += other.copy_pending;
+        self.copy_pending_bytes += other.copy_pending_bytes;
+        self.copy_oldest_secs = self.copy_oldest_secs.max(other.copy_oldest_secs);
+        self.copies_done += other.copies_done;
+        self.copies_already_there += other.copies_already_there;
+        self.copies_redone += other.copies_redone;
+        self.copies_failed += other.copies_failed;
+        self.copies_not_queued += other.copies_not_queued;
+        self.spent += other.spent;
+        self.saved += other.saved;
+    }
+}
+
 /// What one node sent one origin of a volume.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -122,6 +156,10 @@ mod tests {
         };
         let text = serde_json::to_string(&status).expect("encodes");
         assert_eq!(serde_json::from_str::<NodeStatus>(&text).expect("decodes"), status);
+        let mut sum = VolumeUse::default();
+        sum.add(&status.volumes[0]);
+        sum.add(&status.volumes[0]);
+        assert_eq!((sum.volume.as_str(), sum.origins[0].gets, sum.copy_pending, sum.saved), ("vol1", 4, 6, 0.5));
         // A newer node's extra keys are ignored, missing ones default.
         let partial: VolumeUse = serde_json::from_str(r#"{"volume":"v","later_key":1}"#).expect("decodes");
         assert_eq!(partial.volume, "v");

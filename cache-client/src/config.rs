@@ -392,6 +392,17 @@ impl ClientConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_cluster(&self.cluster)?;
         validate_volumes(&self.volume)?;
+        // Clients only read: the regional copy's write credentials belong in node configs.
+        for (i, v) in self.volume.iter().enumerate() {
+            for (j, o) in v.origin.iter().enumerate() {
+                if o.write_access_key_id.is_some() || o.write_secret_access_key.is_some() {
+                    return Err(ConfigError::invalid(
+                        format!("volume[{i}].origin[{j}].write_access_key_id"),
+                        "clients never write: keep the regional copy's write credentials in node configs only",
+                    ));
+                }
+            }
+        }
         validate_page_size("cache.page_size", self.cache.page_size)
     }
 }
@@ -637,19 +648,28 @@ allow_http = true
         .replacen("allow_http = true\n", &format!("allow_http = true\n{replica_keys}\n"), 1)
     }
 
+    /// Checks `text` as the shared volume checks do (what a node config runs too).
+    fn parse_volumes(text: &str) -> Result<ClientConfig, String> {
+        let c: ClientConfig = parse_toml(text)?;
+        validate_volumes(&c.volume).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
     #[test]
     fn a_regional_copy_with_write_credentials_and_prices_parses() {
         let text = setup2(
             "replica = true\nwrite_access_key_id = \"W\"\nwrite_secret_access_key = \"WS\"\nprice_per_gb = 0.0\nprice_per_1000_requests = 0.005",
             "price_per_gb = 0.02\nprice_per_1000_requests = 0.0004",
         );
-        let c = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let c = parse_volumes(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("volume[0].origin[0].write_access_key_id") && err.contains("node"), "{err}");
         let (replica, source) = (&c.volume[0].origin[0], &c.volume[0].origin[1]);
         assert!(replica.replica && !source.replica);
         assert_eq!(replica.for_writes().access_key_id.as_deref(), Some("W"));
         assert_eq!(replica.for_writes().secret_access_key.as_deref(), Some("WS"));
         assert_eq!((source.price_per_gb, source.price_per_1000_requests), (0.02, 0.0004));
-        let back = parse(&toml::to_string(&c).expect("serializes")).expect("parses back");
+        let back = parse_volumes(&toml::to_string(&c).expect("serializes")).expect("parses back");
         assert_eq!(back.volume[0].origin, c.volume[0].origin);
         // Without write credentials the copy is written with the read ones.
         let plain = parse(&setup2("replica = true", "")).expect("parses");
@@ -671,7 +691,7 @@ allow_http = true
                 "volume[0].origin[0].price_per_1000_requests",
             ),
         ] {
-            let err = parse(&text).unwrap_err();
+            let err = parse_volumes(&text).unwrap_err();
             assert!(err.contains(key), "expected {key} in {err}\n{text}");
         }
     }

@@ -381,7 +381,13 @@ impl Cluster {
         config.client.connect_timeout = Span(Duration::from_secs(1));
         config.client.page_timeout = Span(Duration::from_secs(10));
         config.client.origin_timeout = Span(self.tuning.origin_timeout);
-        config.volume = vec![self.volume_config(volume, token)];
+        let mut volume = self.volume_config(volume, token);
+        // Clients only read: write credentials stay in the nodes' configs.
+        for origin in &mut volume.origin {
+            origin.write_access_key_id = None;
+            origin.write_secret_access_key = None;
+        }
+        config.volume = vec![volume];
         config
     }
 

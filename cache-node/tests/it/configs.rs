@@ -25,7 +25,10 @@ fn every_example_config_loads() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7, "node.toml, client.toml, the four local demo configs and the JuiceFS gateway's");
+    assert_eq!(
+        checked, 8,
+        "node.toml, client.toml, regional-copy.toml, the four local demo configs and the JuiceFS gateway's"
+    );
 }
 
 /// Every `mirrorcache_node_*` metric the Grafana dashboard and the docs query is one the node

@@ -188,6 +188,69 @@ async fn queued_copies_survive_kill_9_and_finish_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_out_of_attempts_are_kept_as_failed_and_queued_again_at_the_next_start() {
+    let mut cluster = Cluster::start_with_replica(&["a"], |c| {
+        c.configure_node = |n| {
+            quick_copies(n);
+            n.copy.attempts = 3;
+        };
+    })
+    .await;
+    cluster.regional().fail_puts(PutFault::Refuse, None);
+    let client = cluster.client();
+    let blocks: Vec<_> = (0..2)
+        .map(|i| {
+            let k = block_key(4800 + i, 0, 50_000);
+            let d = cluster.put(&k, 4800 + i, 50_000);
+            (k, d)
+        })
+        .collect();
+    for (k, d) in &blocks {
+        assert_eq!(&client.read(&vol(), &key(k), 0, PAGE).await.expect("read"), d);
+    }
+    let used = wait_for("failed copies", async || volume_use(&cluster).await, |u| u.copies_failed == 2).await;
+    assert_eq!((used.copy_pending, used.copies_done), (0, 0), "{used:?}");
+    assert_eq!(cluster.regional().put_count(), 6, "3 attempts each");
+    let failed = cluster.path("data/a/copies/failed");
+    assert_eq!(std::fs::read_dir(&failed).expect("failed dir").count(), 2, "kept for a resync");
+
+    cluster.regional().clear_put_faults();
+    cluster.stop(0).await;
+    cluster.spawn(0).await;
+    wait_for("requeued copies", async || volume_use(&cluster).await, |u| u.copies_done == 2 && u.copy_pending == 0)
+        .await;
+    for (k, d) in &blocks {
+        assert_eq!(cluster.regional_object(k).as_deref(), Some(&d[..]), "{k}");
+    }
+    assert_eq!(std::fs::read_dir(&failed).expect("failed dir").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_cannot_be_written_costs_reads_nothing() {
+    let cluster = start(&["a"]).await;
+    let client = cluster.client();
+    // The queue's directory replaced by a file: every entry write fails (as on a broken disk).
+    let pending = cluster.path("data/a/copies/pending");
+    std::fs::remove_dir_all(&pending).expect("rm");
+    std::fs::write(&pending, b"not a directory").expect("write");
+    let k = block_key(4900, 0, PAGE);
+    let d = cluster.put(&k, 4900, PAGE);
+    assert_eq!(client.read(&vol(), &key(&k), 0, PAGE).await.expect("read served"), d);
+    let used = wait_for("the refused entry", async || volume_use(&cluster).await, |u| u.copies_not_queued == 1).await;
+    assert_eq!((used.copy_pending, used.copies_done), (0, 0), "{used:?}");
+
+    // The disk is back: the next object is queued and copied.
+    std::fs::remove_file(&pending).expect("rm");
+    std::fs::create_dir(&pending).expect("mkdir");
+    let k2 = block_key(4901, 0, PAGE);
+    let d2 = cluster.put(&k2, 4901, PAGE);
+    assert_eq!(client.read(&vol(), &key(&k2), 0, PAGE).await.expect("read"), d2);
+    wait_for("the copy", async || volume_use(&cluster).await, |u| u.copies_done == 1).await;
+    assert_eq!(cluster.regional_object(&k2).as_deref(), Some(&d2[..]));
+    assert!(cluster.regional_object(&k).is_none(), "the object not queued waits for a resync");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_or_truncated_copy_is_detected_and_redone() {
     let cluster = start(&["a"]).await;
     let client = cluster.client();

@@ -1,8 +1,9 @@
 //! What a volume's origins cost, estimated from what this node sent them (`metrics::OriginOp`
 //! counts) and the prices in `[[volume.origin]]`. Plain arithmetic, no I/O.
 //!
-//! - spent, per origin: `(bytes read + bytes written) / 2^30 × price_per_gb
-//!   + requests (GET, HEAD, PUT, and GETs answered "no such object") / 1000 × price_per_1000_requests`;
+//! - spent, per origin: bytes (read and written) / 2^30 × `price_per_gb` + requests / 1000 ×
+//!   `price_per_1000_requests`, where requests are GETs (answered, "no such object" or failed),
+//!   HEADs and PUTs;
 //! - saved, per volume with a regional copy: the GETs the regional copy answered, priced as the
 //!   first source would have charged for them, minus what the regional copy charged for them.
 //!   (What the copies themselves cost is in the regional copy's and the source's `spent`.)
@@ -40,7 +41,7 @@ impl OriginPrice {
 
     /// What this origin's counts cost.
     pub fn spent(&self, u: &OriginUse) -> f64 {
-        self.cost(u.gets + u.gets_missing + u.heads + u.puts, u.get_bytes + u.put_bytes)
+        self.cost(u.gets + u.gets_missing + u.gets_failed + u.heads + u.puts, u.get_bytes + u.put_bytes)
     }
 }
 

@@ -28,7 +28,7 @@ use std::{
 };
 
 use cache_client::{
-    origin::{OriginChain, OriginError},
+    origin::{OriginChain, OriginError, Passed},
     pool::{ExchangeError, Pool},
 };
 use cache_proto::{
@@ -352,9 +352,14 @@ impl Fill {
             }
         };
         metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);
-        // The origins before the one that answered each said "no such object".
+        // The origins before the one that answered each said "no such object"; a regional copy
+        // may instead have failed, or been skipped after a failure (not asked).
         for i in 0..read.origin {
-            metrics.origin_op(&key.volume, i, OriginOp::GetMissing, 0);
+            match (i, read.first) {
+                (0, Some(Passed::Failed)) => metrics.origin_op(&key.volume, 0, OriginOp::GetFailed, 0),
+                (0, Some(Passed::Skipped)) => {}
+                _ => metrics.origin_op(&key.volume, i, OriginOp::GetMissing, 0),
+            }
         }
         metrics.origin_op(&key.volume, read.origin, OriginOp::Get, read.bytes.len() as u64);
         // Page 0 came from a source: the regional copy lacks the object (copy/mod.rs).

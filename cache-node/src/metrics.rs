@@ -157,17 +157,20 @@ pub enum OriginOp {
     Get,
     /// A GET answered 404 (the origin lacks the object; the chain asked the next one).
     GetMissing,
+    /// A GET of the regional copy that failed (down, refusing, corrupt; the source was asked).
+    GetFailed,
     Head,
     Put,
 }
 
 impl OriginOp {
-    pub const ALL: [OriginOp; 4] = [Self::Get, Self::GetMissing, Self::Head, Self::Put];
+    pub const ALL: [OriginOp; 5] = [Self::Get, Self::GetMissing, Self::GetFailed, Self::Head, Self::Put];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Get => "get",
             Self::GetMissing => "get_missing",
+            Self::GetFailed => "get_failed",
             Self::Head => "head",
             Self::Put => "put",
         }

@@ -188,6 +188,12 @@ impl S3Origin {
         })
     }
 
+    /// The address it listens on (to start it again there after dropping it: a bucket that was
+    /// down and is back).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `http://127.0.0.1:PORT`
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)

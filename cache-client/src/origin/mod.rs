@@ -12,6 +12,11 @@
 //! Satisfiable`; local: "Requested range was invalid"). Only then, and for empty ranges, is a HEAD
 //! sent to learn the size.
 //!
+//! A chain whose first origin is a regional copy (`replica = true`) treats any failure of that
+//! origin like a 404: the read goes on to the source (the truth), and the regional copy is
+//! skipped for [`REPLICA_PAUSE`] so a bucket that is down does not cost every read its retries.
+//! [`OriginRead::first`] tells a caller how the first origin was passed, for its counters.
+//!
 //! `head` asks the chain like `get_range` does (the first origin that has the key answers).
 //! `list` lists **every** origin of the chain and merges the answers (an object is in the volume
 //! when any origin has it, since reads fall through the chain; where two origins hold a key, the
@@ -52,7 +57,7 @@ use std::{
     fmt,
     ops::Range,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -107,7 +112,25 @@ pub struct OriginRead {
     pub etag: Option<String>,
     /// Index in the chain of the origin that answered.
     pub origin: usize,
+    /// When an origin after the first answered: how the first was passed (it did not have the
+    /// object; or, a regional copy, it failed or was paused after failing).
+    pub first: Option<Passed>,
 }
+
+/// How a read passed the chain's first origin on to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passed {
+    /// It answered "no such object" (one GET).
+    Missing,
+    /// A regional copy that failed (down, refusing, corrupt): one GET and its retries.
+    Failed,
+    /// A regional copy paused after a failure: not asked.
+    Skipped,
+}
+
+/// How long a regional copy that failed a read is skipped (reads go to the source meanwhile);
+/// the first read after it asks it again.
+pub const REPLICA_PAUSE: Duration = Duration::from_secs(5);
 
 /// What a read of the origin tells as it goes ([`OriginChain::get_range_tapped`]): the object's
 /// size and ETag once the answer's head is in, then each body chunk as it arrives. An origin that
@@ -168,6 +191,12 @@ struct Origin {
 #[derive(Debug)]
 pub struct OriginChain {
     origins: Vec<Origin>,
+    /// The first origin is the volume's regional copy (`replica = true`): any failure of it,
+    /// not only a 404, passes a read to the source, and it is skipped for [`REPLICA_PAUSE`]
+    /// after a failure, so a regional bucket that is down costs reads one failed GET per pause.
+    replica: bool,
+    /// Until when the regional copy is skipped.
+    replica_paused: std::sync::Mutex<Option<Instant>>,
 }
 
 impl OriginChain {
@@ -179,7 +208,28 @@ impl OriginChain {
                 message: "a volume needs at least one origin".into(),
             });
         }
-        Ok(Self { origins: origins.iter().map(Origin::build).collect::<Result<_, _>>()? })
+        Ok(Self {
+            origins: origins.iter().map(Origin::build).collect::<Result<_, _>>()?,
+            replica: origins.len() > 1 && origins[0].replica,
+            replica_paused: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Whether the first origin is the volume's regional copy.
+    pub fn has_replica(&self) -> bool {
+        self.replica
+    }
+
+    /// Whether a read should skip the regional copy now (it failed within [`REPLICA_PAUSE`]).
+    fn replica_skipped(&self) -> bool {
+        let paused = self.replica_paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The regional copy failed `e`: skip it for a while; the source is asked instead.
+    fn replica_failed(&self, key: &ObjectKey, e: &OriginError) {
+        tracing::warn!(origin = %self.origins[0].label, %key, error = %e, pause = ?REPLICA_PAUSE, "regional copy failed; reading the source");
+        *self.replica_paused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + REPLICA_PAUSE);
     }
 
     pub fn len(&self) -> usize {
@@ -212,9 +262,20 @@ impl OriginChain {
         range: Range<u64>,
         tap: Option<&OriginTap>,
     ) -> Result<OriginRead, OriginError> {
+        let mut first = None;
         for (index, origin) in self.origins.iter().enumerate() {
-            if let Some(read) = origin.get_range(index, key, range.clone(), tap).await? {
-                return Ok(read);
+            if index == 0 && self.replica && self.replica_skipped() {
+                first = Some(Passed::Skipped);
+                continue;
+            }
+            match origin.get_range(index, key, range.clone(), tap).await {
+                Ok(Some(read)) => return Ok(OriginRead { first: first.filter(|_| index > 0), ..read }),
+                Ok(None) => first = first.or(Some(Passed::Missing)),
+                Err(e) if index == 0 && self.replica && !matches!(e, OriginError::OutOfRange { .. }) => {
+                    self.replica_failed(key, &e);
+                    first = Some(Passed::Failed);
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(OriginError::NotFound { key: key.to_string() })
@@ -235,7 +296,10 @@ impl OriginChain {
     /// Size, ETag and modification time of `key` from the first origin that has it (one HEAD per
     /// origin asked); NotFound passes to the next origin, any other error is returned at once.
     pub async fn head(&self, key: &ObjectKey) -> Result<OriginHead, OriginError> {
-        for origin in &self.origins {
+        for (index, origin) in self.origins.iter().enumerate() {
+            if index == 0 && self.replica && self.replica_skipped() {
+                continue;
+            }
             let path = origin.object_path(key).map_err(|e| origin.other(key, e))?;
             match origin.store.head(&path).await {
                 Ok(meta) => {
@@ -243,6 +307,7 @@ impl OriginChain {
                     return Ok(OriginHead { size: meta.size, etag: meta.e_tag, last_modified });
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) if index == 0 && self.replica => self.replica_failed(key, &origin.other(key, e)),
                 Err(e) => return Err(origin.other(key, e)),
             }
         }

@@ -90,7 +90,7 @@ impl Origin {
                 });
             }
         }
-        Ok(Some(OriginRead { bytes: bytes.freeze(), object_size: size, etag: e_tag, origin: index }))
+        Ok(Some(OriginRead { bytes: bytes.freeze(), object_size: size, etag: e_tag, origin: index, first: None }))
     }
 
     /// A range starting at or past the end of the object, or an empty one: one HEAD learns the size.
@@ -114,7 +114,13 @@ impl Origin {
         match get_error {
             // The GET refused a start inside the object: it changed in between, or the store misbehaves.
             Some(e) if start < meta.size => Err(self.other(key, e)),
-            _ => Ok(Some(OriginRead { bytes: Bytes::new(), object_size: meta.size, etag: meta.e_tag, origin: index })),
+            _ => Ok(Some(OriginRead {
+                bytes: Bytes::new(),
+                object_size: meta.size,
+                etag: meta.e_tag,
+                origin: index,
+                first: None,
+            })),
         }
     }
 }

@@ -107,6 +107,7 @@ impl Service {
                             gets,
                             get_bytes,
                             gets_missing: m.origin_op_totals(name, i, OriginOp::GetMissing).0,
+                            gets_failed: m.origin_op_totals(name, i, OriginOp::GetFailed).0,
                             heads: m.origin_op_totals(name, i, OriginOp::Head).0,
                             puts,
                             put_bytes,

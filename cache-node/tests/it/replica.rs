@@ -138,6 +138,43 @@ async fn a_regional_bucket_refusing_writes_leaves_reads_alone_and_copies_finish_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regional_bucket_that_is_down_costs_reads_nothing_and_copies_finish_when_it_is_back() {
+    let mut cluster = start(&["a"]).await;
+    let client = cluster.client();
+    let (root, addr) = (cluster.regional().root().to_owned(), cluster.regional().addr());
+    cluster.replica = None; // the regional bucket's server stops
+    wait_for("the regional server to stop", async || tokio::net::TcpStream::connect(addr).await.is_err(), |down| *down)
+        .await;
+    let blocks: Vec<_> = (0..3)
+        .map(|i| {
+            let k = block_key(5000 + i, 0, PAGE / 4);
+            let d = cluster.put(&k, 5000 + i, PAGE / 4);
+            (k, d)
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for (k, d) in &blocks {
+        assert_eq!(&client.read(&vol(), &key(k), 0, PAGE).await.expect("read served from the source"), d);
+    }
+    let took = started.elapsed();
+    let stuck = wait_for("queued copies", async || volume_use(&cluster).await, |u| u.copy_pending == 3).await;
+    // The first read found the regional copy down (one GET with its retries); the others skipped it.
+    assert_eq!((stuck.origins[0].gets_failed, stuck.origins[1].gets, stuck.copies_done), (1, 3, 0), "{stuck:?}");
+    println!("3 cold reads with the regional bucket down: {took:?}");
+
+    cluster.replica = Some(cache_testkit::S3Origin::start_on(&root, addr, AK, SK).await.expect("the bucket is back"));
+    wait_for(
+        "copies after the bucket is back",
+        async || volume_use(&cluster).await,
+        |u| u.copies_done == 3 && u.copy_pending == 0,
+    )
+    .await;
+    for (k, d) in &blocks {
+        assert_eq!(cluster.regional_object(k).as_deref(), Some(&d[..]), "{k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_copies_survive_kill_9_and_finish_after_restart() {
     // Wrong write credentials: every copy is refused and stays queued.
     let mut cluster = Cluster::start_with_replica(&["a"], |c| {
@@ -362,7 +399,7 @@ async fn cost_figures_match_what_the_two_servers_counted() {
     assert!(text.contains("volume vol1: copy backlog 0 objects (0B), oldest 0s; copies done 3,"), "{text}");
     assert!(
         text.contains(&format!(
-            "(regional copy): GET 2 ({}), missing 3, HEAD 6, PUT 3",
+            "(regional copy): GET 2 ({}), missing 3, failed 0, HEAD 6, PUT 3",
             cache_proto::units::ByteSize(r.get_bytes)
         )),
         "{text}"

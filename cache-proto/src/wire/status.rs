@@ -86,6 +86,7 @@ impl VolumeUse {
             a.gets += b.gets;
             a.get_bytes += b.get_bytes;
             a.gets_missing += b.gets_missing;
+            a.gets_failed += b.gets_failed;
             a.heads += b.heads;
             a.puts += b.puts;
             a.put_bytes += b.put_bytes;
@@ -117,6 +118,8 @@ pub struct OriginUse {
     pub get_bytes: u64,
     /// GETs answered "no such object" (the chain went on to the next origin).
     pub gets_missing: u64,
+    /// GETs of the regional copy that failed (the source was read instead).
+    pub gets_failed: u64,
     pub heads: u64,
     /// PUTs (copies into the regional copy), and their bytes.
     pub puts: u64,

@@ -110,12 +110,13 @@ fn print_volumes(members: &[MemberStatus]) {
         );
         for (i, o) in v.origins.iter().enumerate() {
             println!(
-                "  origin {i} {}{}: GET {} ({}), missing {}, HEAD {}, PUT {} ({}); spent {:.4}",
+                "  origin {i} {}{}: GET {} ({}), missing {}, failed {}, HEAD {}, PUT {} ({}); spent {:.4}",
                 o.url,
                 if o.replica { " (regional copy)" } else { "" },
                 o.gets,
                 ByteSize(o.get_bytes),
                 o.gets_missing,
+                o.gets_failed,
                 o.heads,
                 o.puts,
                 ByteSize(o.put_bytes),

@@ -256,9 +256,10 @@ impl Inner {
         let volume = target.volume.clone();
         let metrics = self.metrics.clone();
         let count = move |origin: usize, op: OriginOp, bytes: u64| metrics.origin_op(&volume, origin, op, bytes);
-        let at = Attempt { store: &self.store, page_size: self.page_size, count: &count };
         let config = &self.config;
+        let mut use_cache = true;
         for attempt in 1..=config.attempts {
+            let at = Attempt { store: &self.store, page_size: self.page_size, count: &count, use_cache };
             let result = tokio::select! {
                 _ = self.stop.cancelled() => return,
                 result = async {
@@ -283,6 +284,7 @@ impl Inner {
                 }
                 Err(e) => {
                     let outcome = if e.is_bad_copy() { CopyOutcome::Redone } else { CopyOutcome::Retried };
+                    use_cache &= !e.is_bad_copy();
                     self.metrics.copy(&target.volume, outcome);
                     tracing::warn!(node = %self.node, attempt, of = config.attempts, error = %e, "copy attempt failed");
                     if attempt < config.attempts {

@@ -1,9 +1,10 @@
 //! One attempt at one copy ([`Target::copy_once`]): is the object already in the regional copy
 //! (HEAD: same size and MD5)? If not, take its bytes (from the node's memory cache when every
-//! page is there, else one GET from the source that served the fill), check them against the
-//! source's MD5 ETag, wait for the bandwidth cap, PUT them, and verify: the PUT's ETag and a
-//! HEAD read back must both state the size and MD5 of the bytes sent. Anything else is an error
-//! and the copy is tried again.
+//! page is there, as the fill checked them, unless the last copy failed its check; else one GET from the
+//! source that served the fill, hashed on the blocking pool and checked against the source's
+//! MD5 ETag), wait for the bandwidth cap, PUT them, and verify: the PUT's ETag and a HEAD read
+//! back must both state the size and MD5 of the bytes sent. Anything else is an error and the
+//! copy is tried again.
 //!
 //! ```text
 //! HEAD replica ─same size+MD5─► AlreadyThere
@@ -72,6 +73,9 @@ pub(super) struct Attempt<'a> {
     pub store: &'a PageStore,
     pub page_size: u64,
     pub count: &'a (dyn Fn(usize, OriginOp, u64) + Send + Sync),
+    /// Whether the bytes may come from the cache (not after an attempt whose copy failed its
+    /// check: those bytes may be what was wrong).
+    pub use_cache: bool,
 }
 
 impl Target {
@@ -110,32 +114,31 @@ impl Target {
             Err(e) => return Err(replica(e)),
         }
 
-        let bytes = match self.cached(p, at) {
-            Some(bytes) => bytes,
-            None => {
-                let read = self.chain.get_range_at(p.source, &key, 0..p.size).await;
-                let read = match read {
-                    Ok(Some(read)) => read,
-                    Ok(None) => {
-                        (at.count)(p.source, OriginOp::GetMissing, 0);
-                        return Err(CopyError::SourceGone { volume, key: k });
-                    }
-                    Err(e) => {
-                        (at.count)(p.source, OriginOp::Get, 0);
-                        return Err(CopyError::Source { volume, key: k, source: Box::new(e) });
-                    }
+        // The bytes come from the node's memory when it still has the whole object: the fill
+        // checked them against the source's MD5 ETag already (a whole-object read), so they are
+        // not hashed again. After a copy that failed its check, or without the object in
+        // memory, the source is read and what it sent is hashed off the async workers.
+        let cached = if at.use_cache { self.cached(p, at) } else { None };
+        let (bytes, md5) = match (cached, source_md5) {
+            (Some(bytes), Some(md5)) => (bytes, md5),
+            (cached, _) => {
+                let bytes = match cached {
+                    Some(bytes) => bytes,
+                    None => self.read_source(p, &key, at).await?,
                 };
-                (at.count)(p.source, OriginOp::Get, read.bytes.len() as u64);
-                read.bytes
+                let hashed = bytes.clone();
+                let md5: [u8; 16] = tokio::task::spawn_blocking(move || Md5::digest(&hashed).into())
+                    .await
+                    .map_err(|e| mismatch(format!("hashing the bytes did not finish: {e}")))?;
+                if source_md5.is_some_and(|want| want != md5) {
+                    return Err(mismatch("its bytes do not hash to the source's ETag".into()));
+                }
+                (bytes, md5)
             }
         };
         let len = bytes.len() as u64;
         if len != p.size {
             return Err(mismatch(format!("the source has {len} bytes, {} were queued", p.size)));
-        }
-        let md5: [u8; 16] = Md5::digest(&bytes).into();
-        if source_md5.is_some_and(|want| want != md5) {
-            return Err(mismatch("its bytes do not hash to the source's ETag".into()));
         }
 
         pace(len).await;
@@ -154,6 +157,25 @@ impl Target {
             return Err(mismatch("copy: the regional copy's ETag differs from the bytes' MD5".into()));
         }
         Ok(Outcome::Copied { bytes: len })
+    }
+
+    /// The whole object from `p.source`, one GET (counted).
+    async fn read_source(&self, p: &Pending, key: &ObjectKey, at: &Attempt<'_>) -> Result<Bytes, CopyError> {
+        let (volume, k) = (self.volume.to_string(), p.key.clone());
+        match self.chain.get_range_at(p.source, key, 0..p.size).await {
+            Ok(Some(read)) => {
+                (at.count)(p.source, OriginOp::Get, read.bytes.len() as u64);
+                Ok(read.bytes)
+            }
+            Ok(None) => {
+                (at.count)(p.source, OriginOp::GetMissing, 0);
+                Err(CopyError::SourceGone { volume, key: k })
+            }
+            Err(e) => {
+                (at.count)(p.source, OriginOp::Get, 0);
+                Err(CopyError::Source { volume, key: k, source: Box::new(e) })
+            }
+        }
     }
 
     /// The whole object from the node's memory cache, if every page of it is there.

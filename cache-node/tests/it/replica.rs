@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use cache_proto::units::ByteSize;
 use cache_proto::wire::{NodeStatus, VolumeUse};
 use cache_testkit::{PutFault, cluster::*};
 use tokio::process::Command;
@@ -292,7 +293,7 @@ async fn a_corrupt_or_truncated_copy_is_detected_and_redone() {
     let cluster = start(&["a"]).await;
     let client = cluster.client();
     for (i, fault) in [PutFault::Corrupt { at: 1000 }, PutFault::Truncate { keep: 777 }].into_iter().enumerate() {
-        let puts = cluster.regional().put_count();
+        let (puts, gets) = (cluster.regional().put_count(), cluster.s3.get_count());
         cluster.regional().fail_puts(fault, Some(1));
         let k = block_key(4400 + i as u64, 0, PAGE);
         let d = cluster.put(&k, 4400 + i as u64, PAGE);
@@ -306,6 +307,7 @@ async fn a_corrupt_or_truncated_copy_is_detected_and_redone() {
         assert_eq!(used.copies_redone, i as u64 + 1, "{fault:?} detected: {used:?}");
         assert_eq!(cluster.regional_object(&k).as_deref(), Some(&d[..]), "{fault:?}: the copy was redone right");
         assert_eq!(cluster.regional().put_count() - puts, 2, "{fault:?}: one bad PUT, one good");
+        assert_eq!(cluster.s3.get_count() - gets, 2, "{fault:?}: the fill, then the redo reads the source afresh");
     }
 }
 
@@ -437,5 +439,54 @@ async fn setup2_config_errors_fail_at_start_naming_the_key() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(stderr.contains(key), "expected {key} in: {stderr}");
+    }
+}
+
+/// A figure, not a check (`--run-ignored only`): cold reads of 24 blocks, one at a time, on a
+/// plain cluster and on setup 2 where each read also queues a copy that runs beside the next
+/// reads (PUT of 4 MiB at the default 50 MiB/s cap). Side by side in one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run with --run-ignored only and read its output"]
+async fn measure_cold_reads_with_and_without_copies() {
+    /// CPU seconds node 0 has used (utime + stime of /proc/PID/stat, at 100 ticks a second).
+    fn node_cpu(cluster: &Cluster) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", cluster.pid(0).expect("runs"))).expect("stat");
+        let fields: Vec<&str> = stat.rsplit(')').next().expect("fields").split_whitespace().collect();
+        (fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime")) / 100.0
+    }
+    async fn pass(cluster: &Cluster, base: u64) -> (Duration, f64) {
+        let cpu = node_cpu(cluster);
+        let client = cluster.client_without_hedging();
+        let blocks: Vec<_> = (0..24)
+            .map(|i| (block_key(base + i, 0, PAGE), cluster.put(&block_key(base + i, 0, PAGE), base + i, PAGE)))
+            .collect();
+        let mut times = Vec::new();
+        for (k, d) in &blocks {
+            let started = std::time::Instant::now();
+            assert_eq!(&client.read(&vol(), &key(k), 0, PAGE).await.expect("read"), d);
+            times.push(started.elapsed());
+        }
+        times.sort();
+        // Let the copies of this pass finish, so their CPU counts here.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        (times[times.len() / 2], node_cpu(cluster) - cpu)
+    }
+    let plain = Cluster::start(&["a"]).await;
+    let setup2 = start(&["a"]).await;
+    // Setup 2 without copies (every object is over max_object): the regional copy's 404 alone.
+    let no_copies =
+        Cluster::start_with_replica(&["a"], |c| c.configure_node = |n| n.copy.max_object = ByteSize(1)).await;
+    for round in 0..2 {
+        let (a, a_cpu) = pass(&plain, 6000 + 100 * round).await;
+        let (b, b_cpu) = pass(&setup2, 6000 + 100 * round).await;
+        let (c, c_cpu) = pass(&no_copies, 6000 + 100 * round).await;
+        let used = volume_use(&setup2).await;
+        println!(
+            "round {round}: median cold read: plain {a:?}; setup 2 without copies {c:?} ({:.2}x); setup 2 with copies {b:?} ({:.2}x); node CPU for 24 reads: {a_cpu:.2}s, {c_cpu:.2}s, {b_cpu:.2}s; copies done so far {}, pending {}",
+            c.as_secs_f64() / a.as_secs_f64(),
+            b.as_secs_f64() / a.as_secs_f64(),
+            used.copies_done,
+            used.copy_pending
+        );
     }
 }

@@ -36,7 +36,9 @@ fn every_example_config_loads() {
 #[test]
 fn dashboard_queries_only_metrics_the_node_exports() {
     let volume = cache_proto::key::Volume::new("vol1").expect("valid");
-    let exported = cache_node::metrics::NodeMetrics::new(vec![volume]).encode();
+    let metrics = cache_node::metrics::NodeMetrics::new(vec![volume.clone()]);
+    metrics.volume_origins(&volume, 2);
+    let exported = metrics.encode();
     let dashboard =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/grafana-dashboard.json"))
             .expect("dashboard");

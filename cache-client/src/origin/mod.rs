@@ -403,6 +403,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_regional_copy_that_fails_passes_reads_to_the_source_and_is_paused() {
+        let (_dir, source) = file_origin(&[("a/1", b"from the source")]);
+        // A regional copy nobody listens at (connection refused), without retries.
+        let down = OriginConfig {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            allow_http: true,
+            retries: 0,
+            replica: true,
+            access_key_id: Some("AK".into()),
+            secret_access_key: Some("SK".into()),
+            ..cfg("s3://regional/vol1")
+        };
+        let key = ObjectKey::new("a/1").expect("key");
+        let chain = OriginChain::from_config(&[down.clone(), source.clone()]).expect("chain");
+        assert!(chain.has_replica());
+        let read = chain.get_range(&key, 0..100).await.expect("served by the source");
+        assert_eq!((&read.bytes[..], read.origin, read.first), (&b"from the source"[..], 1, Some(Passed::Failed)));
+        let read = chain.get_range(&key, 0..100).await.expect("served by the source");
+        assert_eq!(read.first, Some(Passed::Skipped), "paused after the failure");
+        assert_eq!(chain.head(&key).await.expect("head").size, 15);
+
+        // The same origin not marked as a regional copy: its failure is the read's.
+        let plain = OriginChain::from_config(&[OriginConfig { replica: false, ..down }, source]).expect("chain");
+        assert!(!plain.has_replica());
+        assert!(matches!(plain.get_range(&key, 0..100).await, Err(OriginError::Other { .. })));
+    }
+
+    #[tokio::test]
     async fn head_falls_through_to_the_origin_that_has_the_key() {
         let (_a, first) = file_origin(&[("a/1", b"one")]);
         let (_b, second) = file_origin(&[("a/2", b"second")]);

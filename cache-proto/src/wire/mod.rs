@@ -12,12 +12,14 @@
 //! an `unwrap`. [`request`] holds the requests, [`response`] the answer heads, [`status`] and
 //! [`members`] the JSON payloads.
 
+pub mod copy;
 mod cursor;
 pub mod members;
 pub mod request;
 pub mod response;
 pub mod status;
 
+pub use copy::{Copy, CopyAnswer, CopyDone, CopyMode, CopyView};
 pub use members::{MemberInfo, MemberState, MembersAnswer};
 pub use request::{Get, GetView, Request, RequestKind, RequestView, Warm, WarmMode};
 pub use response::{

@@ -28,6 +28,7 @@
 //! fails its check is written again (`redone`). The bytes come from the node's memory cache
 //! when every page of the object is still there (no second source GET), else from the source.
 
+mod asked;
 mod pace;
 pub mod queue;
 mod transfer;
@@ -46,11 +47,12 @@ use parking_lot::Mutex;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use self::{pace::Pace, transfer::Attempt};
 pub use self::{
+    asked::AskedError,
     queue::{CopyQueue, Pending, QueueError},
     transfer::{CopyError, Outcome, Target},
 };
+use self::{pace::Pace, transfer::Attempt};
 use crate::{
     config::CopySection,
     metrics::{CopyOutcome, NodeMetrics, OriginOp},

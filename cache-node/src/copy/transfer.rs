@@ -80,7 +80,7 @@ pub(super) struct Attempt<'a> {
 
 impl Target {
     /// Key K of the volume is object `prefix/K` in the regional copy.
-    fn path(&self, key: &ObjectKey) -> Result<Path, object_store::path::Error> {
+    pub(super) fn path(&self, key: &ObjectKey) -> Result<Path, object_store::path::Error> {
         let joined = if self.prefix.is_root() { key.to_string() } else { format!("{}/{key}", self.prefix) };
         Path::parse(joined)
     }

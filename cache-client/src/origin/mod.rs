@@ -67,6 +67,7 @@ use crate::config::OriginConfig;
 use cache_proto::key::ObjectKey;
 
 pub use build::open_store;
+pub use list::ObjectStream;
 pub use read::etag_md5;
 use read::is_stall;
 
@@ -173,7 +174,7 @@ pub struct Listing {
     pub next_start_after: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Origin {
     /// The configured URL, for logs and metrics (it carries no credentials).
     label: String,
@@ -312,6 +313,23 @@ impl OriginChain {
             }
         }
         Err(OriginError::NotFound { key: key.to_string() })
+    }
+
+    /// Size, ETag and modification time of `key` at origin `index` only (`None`: it does not
+    /// have it), for `cachectl sync --delete-extra`, which deletes only what no source has.
+    pub async fn head_at(&self, index: usize, key: &ObjectKey) -> Result<Option<OriginHead>, OriginError> {
+        let Some(origin) = self.origins.get(index) else {
+            return Err(OriginError::Config { url: String::new(), message: format!("no origin {index}") });
+        };
+        let path = origin.object_path(key).map_err(|e| origin.other(key, e))?;
+        match origin.store.head(&path).await {
+            Ok(meta) => {
+                let last_modified = meta.last_modified.into();
+                Ok(Some(OriginHead { size: meta.size, etag: meta.e_tag, last_modified }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(origin.other(key, e)),
+        }
     }
 
     /// Up to `max` volume keys that start with `prefix` (a plain string prefix, as in S3) and sort

@@ -22,4 +22,5 @@ mod replica;
 mod security;
 mod single_flight;
 mod streamed;
+mod sync;
 mod warmup;

@@ -67,10 +67,17 @@ pub struct CopySection {
     /// of about 300 bytes and as much memory. Default 100000.
     #[serde(default = "default_copy_max_pending")]
     pub max_pending: usize,
-    /// Objects larger than this are not copied on fill (a copy holds the object in memory); a
-    /// resync copies them. Default 64MiB (JuiceFS blocks are at most 16 MiB).
+    /// Objects larger than this are not copied (a copy holds the object in memory): not on
+    /// fill, and a sync or resync reports them failed naming this key. Default 64MiB (JuiceFS
+    /// blocks are at most 16 MiB).
     #[serde(default = "default_copy_max_object")]
     pub max_object: ByteSize,
+    /// How often the cluster runs a full sync of each volume from its sources into its
+    /// regional copy (led by one node: the owner of the volume's resync point on the ring).
+    /// It lists both buckets (one LIST per 1000 keys each) and copies what is missing or
+    /// differs through the owners. "0s" turns it off. Default 7d.
+    #[serde(default = "default_copy_resync_every")]
+    pub resync_every: Span,
 }
 
 impl Default for CopySection {
@@ -83,6 +90,7 @@ impl Default for CopySection {
             backoff_max: default_copy_backoff_max(),
             max_pending: default_copy_max_pending(),
             max_object: default_copy_max_object(),
+            resync_every: default_copy_resync_every(),
         }
     }
 }
@@ -104,6 +112,9 @@ fn default_copy_backoff_max() -> Span {
 }
 fn default_copy_max_pending() -> usize {
     100_000
+}
+fn default_copy_resync_every() -> Span {
+    Span(Duration::from_secs(7 * 86_400))
 }
 fn default_copy_max_object() -> ByteSize {
     ByteSize::mib(64)

@@ -30,6 +30,7 @@ pub mod membership;
 pub mod metrics;
 mod node;
 pub mod node_id;
+pub mod resync;
 pub mod server;
 pub mod service;
 pub mod store;

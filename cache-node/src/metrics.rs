@@ -121,8 +121,12 @@ pub mod names {
     pub const COPY_BACKLOG_BYTES: &str = "mirrorcache_node_copy_backlog_bytes";
     pub const COPY_OLDEST: &str = "mirrorcache_node_copy_oldest_pending_seconds";
     pub const COST: &str = "mirrorcache_node_cost_estimate";
+    pub const RESYNC_OBJECTS: &str = "mirrorcache_node_resync_last_objects";
+    pub const RESYNC_FINISHED: &str = "mirrorcache_node_resync_last_finished_timestamp_seconds";
 
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 26] = [
+        RESYNC_OBJECTS,
+        RESYNC_FINISHED,
         HITS,
         MISSES,
         SERVED_BYTES,
@@ -225,6 +229,13 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResyncLabel {
+    pub volume: VolumeName,
+    /// `found`, `copied`, `already_there`, `failed` or `extra`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CostLabel {
     pub volume: VolumeName,
     /// `spent` (on every origin) or `saved` (by reads the regional copy served, against the
@@ -296,6 +307,9 @@ pub struct NodeMetrics {
     pub copy_oldest_seconds: Family<VolumeLabel, Gauge>,
     /// Estimated money spent and saved, from the origins' prices (set before each scrape).
     pub cost: Family<CostLabel, FloatGauge>,
+    /// The last scheduled resync this node led, per volume: objects by kind, and when it ended.
+    pub resync_objects: Family<ResyncLabel, Gauge>,
+    pub resync_finished: Family<VolumeLabel, Gauge>,
 }
 
 /// Latency buckets: 100 µs .. ~13 s, doubling.
@@ -334,6 +348,8 @@ impl NodeMetrics {
             copy_backlog_bytes: Family::default(),
             copy_oldest_seconds: Family::default(),
             cost: Family::default(),
+            resync_objects: Family::default(),
+            resync_finished: Family::default(),
         };
         use names::*;
         r.register(HITS, "Pages served from the cache, by volume and tier", m.hits.clone());
@@ -384,6 +400,16 @@ impl NodeMetrics {
         r.register(COPY_BACKLOG, "Copies into the regional bucket waiting on this node", m.copy_backlog.clone());
         r.register(COPY_BACKLOG_BYTES, "Bytes of the copies waiting on this node", m.copy_backlog_bytes.clone());
         r.register(COPY_OLDEST, "Age of the oldest copy waiting on this node", m.copy_oldest_seconds.clone());
+        r.register(
+            RESYNC_OBJECTS,
+            "Objects the last scheduled resync led by this node found, copied, already_there, failed, extra",
+            m.resync_objects.clone(),
+        );
+        r.register(
+            RESYNC_FINISHED,
+            "When the last scheduled resync led by this node ended (Unix seconds)",
+            m.resync_finished.clone(),
+        );
         r.register(
             COST,
             "Estimated money spent on origins (spent) and saved by regional reads (saved), from configured prices",

@@ -188,6 +188,7 @@ impl Node {
             operators: config.node.operators.clone(),
             node_certs: NodeCerts::new(&files)?,
             hooks,
+            resyncs: crate::resync::Resyncs::open(&config.node.data_dir, config.copy.resync_every.0),
         });
         Ok(Self { id, quic_addr, admin_addr, service, endpoint, admin, cert, stop, gossip_task })
     }
@@ -207,6 +208,7 @@ impl Node {
         let tracker = TaskTracker::new();
         let quic = tokio::spawn(server::serve(endpoint.clone(), service.clone(), stop.clone(), tracker.clone()));
         let admin = tokio::spawn(admin::serve(admin, service.clone(), stop.clone()));
+        tokio::spawn(crate::resync::run(service.clone(), stop.clone()));
         tracing::info!(node = %id, quic = %quic_addr, admin = %admin_addr, "node serving");
 
         // A renewed certificate is picked up without a restart (new handshakes only).

@@ -37,7 +37,7 @@ use cache_proto::{
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
-pub use self::ask::{CopyAskError, CopyOrder};
+pub use self::ask::{ClientDispatch, CopyAskError, CopyOrder, Dispatch};
 use self::{
     checkpoint::Checkpoint,
     diff::{Difference, Step, compare, step},
@@ -46,7 +46,7 @@ use self::{
 };
 use crate::{
     Client,
-    origin::{ListedObject, OriginError},
+    origin::{ListedObject, OriginChain, OriginError},
 };
 
 /// Copies handed out but held back by an older running one, per copy slot, before the sync
@@ -79,8 +79,6 @@ pub struct SyncPlan {
     pub bwlimit: Option<u64>,
     /// Stop handing out copies after this many (then finish those running and checkpoint).
     pub max_copies: Option<u64>,
-    /// How long one copy may take at its node.
-    pub copy_timeout: Duration,
     /// (Copy) where to keep the checkpoint; `None`: none.
     pub checkpoint: Option<PathBuf>,
     /// Where a listing gives no MD5 ETag on one side for an object of the same size on both,
@@ -149,17 +147,30 @@ pub enum SyncError {
 /// The result of one copy task: its watermark ticket, key, size and answer.
 type Ended = (u64, String, u64, Result<CopyDone, CopyAskError>);
 
-/// Runs `plan` against the volume's origins and the ring, telling `found` what it finds and
-/// counting in `tally`.
-pub async fn run(
+/// [`run`] by a client: lists with the client's origin chain of the volume, copies through the
+/// ring, each copy given `timeout` at its node.
+pub async fn run_client(
     client: Arc<Client>,
+    plan: &SyncPlan,
+    timeout: Duration,
+    tally: &SyncTally,
+    found: impl FnMut(Finding),
+) -> Result<SyncEnd, SyncError> {
+    let cv = client.volumes.get(&plan.volume).ok_or_else(|| SyncError::UnknownVolume(plan.volume.to_string()))?;
+    let dispatch: Arc<dyn Dispatch> = Arc::new(ClientDispatch { client: client.clone(), timeout });
+    run(dispatch, &cv.origin, plan, tally, found).await
+}
+
+/// Runs `plan` over `chain` (the volume's origins, the regional copy first), handing copies
+/// to `dispatch`, telling `found` what it finds and counting in `tally`.
+pub async fn run(
+    dispatch: Arc<dyn Dispatch>,
+    chain: &OriginChain,
     plan: &SyncPlan,
     tally: &SyncTally,
     mut found: impl FnMut(Finding),
 ) -> Result<SyncEnd, SyncError> {
     let volume = plan.volume.to_string();
-    let cv = client.volumes.get(&plan.volume).ok_or_else(|| SyncError::UnknownVolume(volume.clone()))?;
-    let chain = &cv.origin;
     if !chain.has_replica() {
         return Err(SyncError::NoRegionalCopy(volume));
     }
@@ -218,7 +229,7 @@ pub async fn run(
                 found(Finding::Extra { key: object.key.clone(), size: object.size });
                 replica_head = replica.next().await.transpose().map_err(list_err)?;
                 if plan.mode == SyncMode::DeleteExtra {
-                    spawn_delete(&client, plan, &mut running, &mut mark, object);
+                    spawn_delete(&dispatch, plan, &mut running, &mut mark, object);
                     continue;
                 }
                 (None, None)
@@ -262,7 +273,7 @@ pub async fn run(
         tally.to_copy.fetch_add(1, Relaxed);
         tally.to_copy_bytes.fetch_add(object.size, Relaxed);
         pace.wait(object.size).await;
-        spawn_copy(&client, plan, &mut running, &mut mark, index, object);
+        spawn_copy(&dispatch, plan, &mut running, &mut mark, index, object);
     }
     while let Some(done) = running.join_next().await {
         retire(done, &mut mark, tally, &mut found);
@@ -319,7 +330,7 @@ fn save_checkpoint(
 }
 
 fn spawn_copy(
-    client: &Arc<Client>,
+    dispatch: &Arc<dyn Dispatch>,
     plan: &SyncPlan,
     running: &mut JoinSet<Ended>,
     mark: &mut Watermark,
@@ -327,13 +338,46 @@ fn spawn_copy(
     object: ListedObject,
 ) {
     let seq = mark.started(&object.key);
-    let (client, volume, timeout) = (client.clone(), plan.volume.clone(), plan.copy_timeout);
+    let order = ObjectKey::new(&object.key).map(|key| CopyOrder {
+        key,
+        mode: CopyMode::Copy,
+        source,
+        size: object.size,
+        etag: object.etag.clone(),
+    });
+    spawn_order(dispatch, plan, running, seq, object, order);
+}
+
+fn spawn_delete(
+    dispatch: &Arc<dyn Dispatch>,
+    plan: &SyncPlan,
+    running: &mut JoinSet<Ended>,
+    mark: &mut Watermark,
+    object: ListedObject,
+) {
+    let seq = mark.started(&object.key);
+    let order = ObjectKey::new(&object.key).map(|key| CopyOrder {
+        key,
+        mode: CopyMode::DeleteExtra,
+        source: 0,
+        size: object.size,
+        etag: None,
+    });
+    spawn_order(dispatch, plan, running, seq, ListedObject { size: 0, ..object }, order);
+}
+
+fn spawn_order(
+    dispatch: &Arc<dyn Dispatch>,
+    plan: &SyncPlan,
+    running: &mut JoinSet<Ended>,
+    seq: u64,
+    object: ListedObject,
+    order: Result<CopyOrder, cache_proto::key::NameError>,
+) {
+    let (dispatch, volume) = (dispatch.clone(), plan.volume.clone());
     running.spawn(async move {
-        let result = match ObjectKey::new(&object.key) {
-            Ok(key) => {
-                let order = CopyOrder { key: &key, mode: CopyMode::Copy, source, size: object.size, etag: object.etag };
-                client.copy_object(&volume, order, timeout).await.map(|a| a.done)
-            }
+        let result = match order {
+            Ok(order) => dispatch.copy(volume, order).await,
             Err(e) => Err(CopyAskError::Answer {
                 key: object.key.clone(),
                 node: "-".into(),
@@ -341,32 +385,6 @@ fn spawn_copy(
             }),
         };
         (seq, object.key, object.size, result)
-    });
-}
-
-fn spawn_delete(
-    client: &Arc<Client>,
-    plan: &SyncPlan,
-    running: &mut JoinSet<Ended>,
-    mark: &mut Watermark,
-    object: ListedObject,
-) {
-    let seq = mark.started(&object.key);
-    let (client, volume, timeout) = (client.clone(), plan.volume.clone(), plan.copy_timeout);
-    running.spawn(async move {
-        let result = match ObjectKey::new(&object.key) {
-            Ok(key) => {
-                let order =
-                    CopyOrder { key: &key, mode: CopyMode::DeleteExtra, source: 0, size: object.size, etag: None };
-                client.copy_object(&volume, order, timeout).await.map(|a| a.done)
-            }
-            Err(e) => Err(CopyAskError::Answer {
-                key: object.key.clone(),
-                node: "-".into(),
-                message: format!("not a valid object key: {e}"),
-            }),
-        };
-        (seq, object.key, 0, result)
     });
 }
 

@@ -49,6 +49,8 @@ pub struct Service {
     pub(crate) node_certs: NodeCerts,
     /// Sees every answer before it is written (tests inject faults here; none in a product).
     pub(crate) hooks: Hooks,
+    /// The scheduled resyncs this node led.
+    pub(crate) resyncs: crate::resync::Resyncs,
 }
 
 impl Service {

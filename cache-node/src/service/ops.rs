@@ -81,6 +81,7 @@ impl Service {
             drain_left_secs: drain_left.map(|d| d.as_secs_f64().ceil() as u64),
             handoff_pages: m.handoff_total("hit"),
             volumes: self.volume_uses(),
+            resyncs: self.resyncs.reports(),
         }
     }
 

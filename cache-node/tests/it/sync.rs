@@ -193,3 +193,119 @@ async fn check_finds_a_deleted_an_added_and_a_changed_object_and_delete_extra_re
     let check = cachectl(&["--config", &config, "sync", VOLUME, "myjfs/", "--check", "--checksum"]).await;
     assert!(check.status.success(), "{}", text(&check.stdout));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduled_resync_runs_on_exactly_one_node_and_shows_in_status() {
+    // Gossip: every node sees the whole ring (the harness's static nodes each see only themselves).
+    let cluster = Cluster::start_with_replica(&["a", "b", "c"], |c| {
+        c.gossip = true;
+        c.configure_node = |n| n.copy.resync_every = cache_proto::units::Span(std::time::Duration::from_secs(2));
+    })
+    .await;
+    let objects: Vec<_> = (0..10u64)
+        .map(|i| {
+            let k = block_key(7000 + i, 0, 500 + i);
+            let d = cluster.put(&k, 7000 + i, 500 + i);
+            (k, d)
+        })
+        .collect();
+    let client = cluster.client();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Wait for a run that found everything already there: an earlier run copied it.
+    let (leaders, report) = loop {
+        let mut leaders = Vec::new();
+        let mut last = None;
+        for n in &cluster.nodes {
+            let id = cache_proto::key::NodeId::new(&n.id).expect("id");
+            let member = cache_proto::ring::Member { id, addr: n.quic, weight: 1 };
+            let s = client.node_status(&member).await.expect("status");
+            if !s.resyncs.is_empty() {
+                leaders.push(s.id.clone());
+                last = s.resyncs.into_iter().find(|r| r.volume == VOLUME);
+            }
+        }
+        if let Some(r) = &last
+            && r.finished_unix.is_some()
+            && r.already_there == 10
+        {
+            break (leaders, last.expect("a report"));
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no resync found everything there: {last:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(leaders.len(), 1, "one node leads the resyncs: {leaders:?}");
+    assert_eq!((report.found, report.failed, report.extra, report.copied), (10, 0, 0, 0), "{report:?}");
+    for (k, d) in &objects {
+        assert_eq!(cluster.regional_object(k).as_deref(), Some(&d[..]), "the resync copied {k}");
+    }
+    assert_eq!(cluster.regional().put_count(), 10, "each object copied once");
+    let leader = cluster.nodes.iter().position(|n| n.id == leaders[0]).expect("leader");
+    let metrics = cluster.metrics(leader).await;
+    assert_eq!(
+        metric(&metrics, &format!("mirrorcache_node_resync_last_objects{{volume=\"{VOLUME}\",kind=\"found\"}}")),
+        10.0
+    );
+    let config = cluster.path("client.toml");
+    std::fs::write(&config, cluster.client_toml(TOKEN, VOLUME, &cluster.path("certs"))).expect("write");
+    let status = cachectl(&["--config", config.to_str().expect("utf8"), "status"]).await;
+    let out = text(&status.stdout);
+    assert!(out.contains(&format!("last resync (led by {})", leaders[0])) && out.contains("found 10"), "{out}");
+}
+
+/// Peak RSS (KiB) of `cachectl args`, measured by GNU time, and its stdout.
+async fn peak_rss(args: &[&str]) -> (u64, String) {
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("peak_rss_kib=%M")
+        .arg(cachectl_binary())
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .await
+        .expect("run /usr/bin/time cachectl");
+    let err = text(&out.stderr);
+    let kib = err
+        .lines()
+        .find_map(|l| l.strip_prefix("peak_rss_kib="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {err}"));
+    (kib, format!("{}\n{err}", text(&out.stdout)))
+}
+
+/// A measurement, not a check (run by hand: `cargo test -p cache-node --test it
+/// sync::memory -- --ignored --nocapture`): the peak RSS of `cachectl sync` over
+/// 1,000 and 100,000 small keys, in both buckets. Bounded memory: the figure barely moves with
+/// the number of keys. Needs GNU time at /usr/bin/time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: writes 200,000 small objects"]
+async fn memory_of_a_sync_over_many_keys_stays_bounded() {
+    // The test server lists a page by walking the whole bucket: slow at 100,000 keys.
+    let cluster = Cluster::start_with_replica(&["a", "b"], |c| {
+        c.tuning.configure_origin = |o| {
+            o.stall_timeout = cache_proto::units::Span(std::time::Duration::from_secs(300));
+            o.retry_timeout = cache_proto::units::Span(std::time::Duration::from_secs(600));
+        };
+    })
+    .await;
+    let config = cluster.path("client.toml");
+    std::fs::write(&config, cluster.client_toml(TOKEN, VOLUME, &cluster.path("certs"))).expect("write");
+    let config = config.to_str().expect("utf8").to_owned();
+    let mut written = 0u64;
+    for total in [1_000u64, 100_000] {
+        while written < total {
+            let k = block_key(1_000_000 + written, 0, 64);
+            let d = cluster.put(&k, written, 64);
+            cluster.regional().put(BUCKET, &format!("{VOLUME}/{k}"), &d).expect("regional put");
+            written += 1;
+        }
+        let cp = cluster.path(&format!("sync-{total}.checkpoint"));
+        let (sync_kib, out) =
+            peak_rss(&["--config", &config, "sync", VOLUME, "myjfs/", "--checkpoint", cp.to_str().expect("utf8")])
+                .await;
+        assert!(
+            out.contains(&format!("found {total} objects")) && out.contains(&format!("already there {total}")),
+            "{out}"
+        );
+        println!("keys {total}: sync peak RSS {sync_kib} KiB");
+    }
+}

@@ -26,7 +26,7 @@ pub use response::{
     ErrorHead, MAX_PAGE_HEAD_FRAME, PageHead, PageHeadRef, ResponseHead, Status, Tier, WarmOutcome, encode_page_head,
     encode_streamed_page_head,
 };
-pub use status::{NodeStatus, OriginUse, VolumeUse};
+pub use status::{NodeStatus, OriginUse, ResyncReport, VolumeUse};
 
 use crate::key::NameError;
 

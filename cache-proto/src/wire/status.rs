@@ -43,6 +43,9 @@ pub struct NodeStatus {
     /// before it (decoded as empty), and left out when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeUse>,
+    /// The scheduled resyncs this node led (the last one per volume).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resyncs: Vec<ResyncReport>,
 }
 
 /// One volume's origin use and copies on one node (`cachectl status` sums them over nodes).
@@ -167,4 +170,24 @@ mod tests {
         let partial: VolumeUse = serde_json::from_str(r#"{"volume":"v","later_key":1}"#).expect("decodes");
         assert_eq!(partial.volume, "v");
     }
+}
+
+/// The last scheduled resync of a volume that a node led (`[copy] resync_every`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResyncReport {
+    pub volume: String,
+    /// The node that led it.
+    pub node: String,
+    /// Unix seconds when it started and (once done) ended.
+    pub started_unix: u64,
+    pub finished_unix: Option<u64>,
+    pub found: u64,
+    pub copied: u64,
+    pub already_there: u64,
+    pub failed: u64,
+    /// In the regional copy, in no source (reported, not deleted).
+    pub extra: u64,
+    /// Why it stopped, if it did not run to the end (a listing failed).
+    pub error: Option<String>,
 }

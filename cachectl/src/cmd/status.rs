@@ -11,7 +11,7 @@ use cache_client::Client;
 use cache_proto::{
     members::RingView,
     units::ByteSize,
-    wire::{MemberState, NodeStatus, VolumeUse},
+    wire::{MemberState, NodeStatus, ResyncReport, VolumeUse},
 };
 use futures::future::join_all;
 use serde::Serialize;
@@ -69,7 +69,26 @@ async fn collect(client: &Client) -> (std::sync::Arc<RingView>, Vec<MemberStatus
 }
 
 fn document(view: &RingView, members: &[MemberStatus]) -> serde_json::Value {
-    serde_json::json!({ "epoch": format!("{:016x}", view.epoch), "members": members, "volumes": volumes(members) })
+    serde_json::json!({
+        "epoch": format!("{:016x}", view.epoch),
+        "members": members,
+        "volumes": volumes(members),
+        "resyncs": resyncs(members),
+    })
+}
+
+/// The latest scheduled resync of each volume, whichever node led it.
+fn resyncs(members: &[MemberStatus]) -> Vec<ResyncReport> {
+    let mut out: Vec<ResyncReport> = Vec::new();
+    for r in members.iter().filter_map(|m| m.status.as_ref()).flat_map(|s| &s.resyncs) {
+        match out.iter_mut().find(|o| o.volume == r.volume) {
+            Some(o) if o.started_unix < r.started_unix => *o = r.clone(),
+            Some(_) => {}
+            None => out.push(r.clone()),
+        }
+    }
+    out.sort_by(|a, b| a.volume.cmp(&b.volume));
+    out
 }
 
 /// Each volume's origin use, copies and cost, summed over the nodes that answered.
@@ -108,6 +127,24 @@ fn print_volumes(members: &[MemberStatus]) {
             v.spent,
             v.saved
         );
+        for r in resyncs(members).iter().filter(|r| r.volume == v.volume) {
+            match r.finished_unix {
+                Some(end) => println!(
+                    "  last resync (led by {}): started {} (unix), {}s; found {}, copied {}, already there {}, \
+                     failed {}, extra in the mirror {}{}",
+                    r.node,
+                    r.started_unix,
+                    end.saturating_sub(r.started_unix),
+                    r.found,
+                    r.copied,
+                    r.already_there,
+                    r.failed,
+                    r.extra,
+                    r.error.as_deref().map(|e| format!("; stopped: {e}")).unwrap_or_default()
+                ),
+                None => println!("  resync running (led by {}) since {} (unix)", r.node, r.started_unix),
+            }
+        }
         for (i, o) in v.origins.iter().enumerate() {
             println!(
                 "  origin {i} {}{}: GET {} ({}), missing {}, failed {}, HEAD {}, PUT {} ({}); spent {:.4}",

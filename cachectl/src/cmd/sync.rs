@@ -78,7 +78,6 @@ pub async fn run(client: Client, args: SyncArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         bwlimit: args.bwlimit.map(|b| b.0),
         max_copies: args.max_objects,
-        copy_timeout: Duration::from_secs(args.copy_timeout),
         checkpoint: Some(checkpoint_path.clone()),
         head_for_checksum: args.checksum,
     };
@@ -91,7 +90,8 @@ pub async fn run(client: Client, args: SyncArgs) -> anyhow::Result<()> {
 
     let mut report = CheckReport::new(volume.as_str(), &prefix);
     let mut failures: Vec<String> = Vec::new();
-    let end = sync::run(Arc::new(client), &plan, &tally, |finding| {
+    let timeout = Duration::from_secs(args.copy_timeout);
+    let end = sync::run_client(Arc::new(client), &plan, timeout, &tally, |finding| {
         if let Finding::Failed { key, error } = &finding {
             if failures.len() < FAILURES_SHOWN {
                 failures.push(format!("{key}: {error}"));

@@ -174,7 +174,7 @@ impl VolumeConfig {
 /// Together they bound one read: at most `1 + retries` requests, none started after
 /// `retry_timeout`; the caller's own deadline (the node's `origin_timeout`, the client's
 /// `[client] origin_timeout`) ends the read in any case.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OriginConfig {
     /// `s3://bucket/prefix` (key K is object `prefix/K`) or `file:///abs/path`.
@@ -216,6 +216,36 @@ pub struct OriginConfig {
     /// arrives (MD5 hashes roughly half a GB/s on one core). Default true.
     #[serde(default = "default_verify_etag")]
     pub verify_etag: bool,
+    /// This origin is the volume's **regional copy** ("setup 2"): reads take it first, and the
+    /// origins after it are its sources. A node that fills a page from a source because the
+    /// copy lacks the object queues a copy of the object into it (`[copy]` in the node config).
+    /// Only the first origin may say so, and at least one source must follow. Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replica: bool,
+    /// Credentials nodes write the regional copy with (`replica = true` only), separate from
+    /// the read credentials above, which clients use too. Set both or neither; unset, writes
+    /// use the read credentials (or the instance's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_access_key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_secret_access_key: Option<String>,
+    /// Price of one GB (2^30 bytes) read from (or written to) this origin, in any currency, for
+    /// the cost estimate of `status` and `/metrics` (e.g. 0.02 for inter-region transfer).
+    /// Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub price_per_gb: f64,
+    /// Price of 1,000 requests (GET, HEAD, PUT) to this origin, for the cost estimate.
+    /// Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub price_per_1000_requests: f64,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// Most retries an origin may be given (each is one more request to it).
@@ -235,7 +265,23 @@ impl OriginConfig {
             retries: default_retries(),
             retry_timeout: default_retry_timeout(),
             verify_etag: default_verify_etag(),
+            replica: false,
+            write_access_key_id: None,
+            write_secret_access_key: None,
+            price_per_gb: 0.0,
+            price_per_1000_requests: 0.0,
         }
+    }
+
+    /// This origin as nodes write it: the write credentials in place of the read ones (a
+    /// regional copy; any other origin is returned as it is).
+    pub fn for_writes(&self) -> OriginConfig {
+        let mut writer = self.clone();
+        if self.write_access_key_id.is_some() {
+            writer.access_key_id = self.write_access_key_id.clone();
+            writer.secret_access_key = self.write_secret_access_key.clone();
+        }
+        writer
     }
 }
 
@@ -346,6 +392,17 @@ impl ClientConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_cluster(&self.cluster)?;
         validate_volumes(&self.volume)?;
+        // Clients only read: the regional copy's write credentials belong in node configs.
+        for (i, v) in self.volume.iter().enumerate() {
+            for (j, o) in v.origin.iter().enumerate() {
+                if o.write_access_key_id.is_some() || o.write_secret_access_key.is_some() {
+                    return Err(ConfigError::invalid(
+                        format!("volume[{i}].origin[{j}].write_access_key_id"),
+                        "clients never write: keep the regional copy's write credentials in node configs only",
+                    ));
+                }
+            }
+        }
         validate_page_size("cache.page_size", self.cache.page_size)
     }
 }
@@ -427,6 +484,40 @@ pub fn validate_volumes(volumes: &[VolumeConfig]) -> Result<(), ConfigError> {
                     format!("must be 0..={MAX_ORIGIN_RETRIES}"),
                 ));
             }
+            validate_replica(i, j, o, v.origin.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the regional-copy keys and prices of origin `j` of volume `i` (of `count` origins).
+fn validate_replica(i: usize, j: usize, o: &OriginConfig, count: usize) -> Result<(), ConfigError> {
+    let key = |name: &str| format!("volume[{i}].origin[{j}].{name}");
+    if o.replica && j > 0 {
+        return Err(ConfigError::invalid(
+            key("replica"),
+            "only the first origin may be the regional copy (the origins after it are its sources)",
+        ));
+    }
+    if o.replica && count < 2 {
+        return Err(ConfigError::invalid(key("replica"), "a regional copy needs a source origin after it"));
+    }
+    for (name, value) in
+        [("write_access_key_id", &o.write_access_key_id), ("write_secret_access_key", &o.write_secret_access_key)]
+    {
+        if value.is_some() && !o.replica {
+            return Err(ConfigError::invalid(key(name), "only the regional copy (replica = true) is written"));
+        }
+    }
+    if o.write_access_key_id.is_some() != o.write_secret_access_key.is_some() {
+        return Err(ConfigError::invalid(
+            key("write_secret_access_key"),
+            "write_access_key_id and write_secret_access_key must be set together",
+        ));
+    }
+    for (name, price) in [("price_per_gb", o.price_per_gb), ("price_per_1000_requests", o.price_per_1000_requests)] {
+        if !price.is_finite() || price < 0.0 {
+            return Err(ConfigError::invalid(key(name), format!("{price} is not a price (0 or more)")));
         }
     }
     Ok(())
@@ -510,6 +601,8 @@ allow_http = true
         }
         let err = parse(&GOOD.replace("\"a\", addr", "\"A\", addr")).unwrap_err();
         assert!(err.contains("node id"), "{err}");
+        let err = parse(&GOOD.replace("allow_http = true", "allow_http = true\nreplica = \"yes\"")).unwrap_err();
+        assert!(err.contains("replica"), "{err}");
         let err = parse(&GOOD.replace("membership = \"static\"", "membership = \"gosip\"")).unwrap_err();
         assert!(err.contains("membership"), "{err}");
         let err = parse(&GOOD.replace("membership = \"static\"", "membership = \"gossip\"")).unwrap_err();
@@ -545,6 +638,62 @@ allow_http = true
         gossip.cluster = ClusterConfig::gossip(vec!["127.0.0.1:7001".parse().expect("addr")]);
         let back = parse(&toml::to_string(&gossip).expect("serializes")).expect("gossip parses back");
         assert_eq!((back.cluster.membership, back.cluster.seeds.len()), (Membership::Gossip, 1));
+    }
+
+    /// `GOOD` with a regional copy first and the source after it.
+    fn setup2(replica_keys: &str, source_keys: &str) -> String {
+        format!(
+            "{GOOD}\n[[volume.origin]]\nurl = \"s3://source/prefix\"\nendpoint = \"http://127.0.0.1:9001\"\nallow_http = true\n{source_keys}\n"
+        )
+        .replacen("allow_http = true\n", &format!("allow_http = true\n{replica_keys}\n"), 1)
+    }
+
+    /// Checks `text` as the shared volume checks do (what a node config runs too).
+    fn parse_volumes(text: &str) -> Result<ClientConfig, String> {
+        let c: ClientConfig = parse_toml(text)?;
+        validate_volumes(&c.volume).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn a_regional_copy_with_write_credentials_and_prices_parses() {
+        let text = setup2(
+            "replica = true\nwrite_access_key_id = \"W\"\nwrite_secret_access_key = \"WS\"\nprice_per_gb = 0.0\nprice_per_1000_requests = 0.005",
+            "price_per_gb = 0.02\nprice_per_1000_requests = 0.0004",
+        );
+        let c = parse_volumes(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let err = parse(&text).unwrap_err();
+        assert!(err.contains("volume[0].origin[0].write_access_key_id") && err.contains("node"), "{err}");
+        let (replica, source) = (&c.volume[0].origin[0], &c.volume[0].origin[1]);
+        assert!(replica.replica && !source.replica);
+        assert_eq!(replica.for_writes().access_key_id.as_deref(), Some("W"));
+        assert_eq!(replica.for_writes().secret_access_key.as_deref(), Some("WS"));
+        assert_eq!((source.price_per_gb, source.price_per_1000_requests), (0.02, 0.0004));
+        let back = parse_volumes(&toml::to_string(&c).expect("serializes")).expect("parses back");
+        assert_eq!(back.volume[0].origin, c.volume[0].origin);
+        // Without write credentials the copy is written with the read ones.
+        let plain = parse(&setup2("replica = true", "")).expect("parses");
+        assert_eq!(plain.volume[0].origin[0].for_writes(), plain.volume[0].origin[0]);
+    }
+
+    #[test]
+    fn contradictory_regional_copy_settings_name_the_key() {
+        let write_key = "write_access_key_id = \"W\"\nwrite_secret_access_key = \"WS\"";
+        for (text, key) in [
+            (setup2("", "replica = true"), "volume[0].origin[1].replica"),
+            (GOOD.replace("allow_http = true", "allow_http = true\nreplica = true"), "volume[0].origin[0].replica"),
+            (setup2(write_key, ""), "volume[0].origin[0].write_access_key_id"),
+            (setup2("replica = true", write_key), "volume[0].origin[1].write_access_key_id"),
+            (setup2("replica = true\nwrite_access_key_id = \"W\"", ""), "volume[0].origin[0].write_secret_access_key"),
+            (setup2("replica = true", "price_per_gb = -1.0"), "volume[0].origin[1].price_per_gb"),
+            (
+                setup2("replica = true\nprice_per_1000_requests = nan", ""),
+                "volume[0].origin[0].price_per_1000_requests",
+            ),
+        ] {
+            let err = parse_volumes(&text).unwrap_err();
+            assert!(err.contains(key), "expected {key} in {err}\n{text}");
+        }
     }
 
     #[test]

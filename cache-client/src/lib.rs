@@ -36,6 +36,7 @@ pub mod ring_source;
 pub mod signal;
 pub mod stats;
 pub mod stream;
+pub mod sync;
 pub mod tls;
 pub mod tls_reload;
 pub mod warm;

@@ -31,6 +31,120 @@ pub struct NodeConfig {
     pub tls: TlsConfig,
     #[serde(default)]
     pub volume: Vec<VolumeConfig>,
+    /// Copies into volumes' regional copies (`replica = true` origins). Unused without one.
+    #[serde(default)]
+    pub copy: CopySection,
+}
+
+/// `[copy]`: how a node copies objects it had to read from a source into the volume's regional
+/// copy. The queue of pending copies lives in `<data_dir>/copies` and survives restarts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CopySection {
+    /// Copies run at once on this node (each holds one object in memory). Default 2.
+    #[serde(default = "default_copy_concurrency")]
+    pub concurrency: usize,
+    /// Bytes per second this node writes into regional copies, all copies together: what a
+    /// burst of cold reads may add to the node's egress. "0B" means no cap. Default 50MiB.
+    #[serde(default = "default_copy_bandwidth")]
+    pub bandwidth: ByteSize,
+    /// Attempts of one copy before it is marked failed (kept in `<data_dir>/copies/failed`,
+    /// queued again when the node starts, or by a resync). Each attempt is a HEAD and a PUT to
+    /// the regional copy, and a GET from the source unless the node still caches the object.
+    /// Default 20.
+    #[serde(default = "default_copy_attempts")]
+    pub attempts: u32,
+    /// Wait before the second attempt; each later wait is a random time up to twice the last,
+    /// at most `backoff_max` (jittered exponential backoff). Default 1s.
+    #[serde(default = "default_copy_backoff")]
+    pub backoff: Span,
+    /// Longest wait between attempts. With the defaults, 20 attempts span about an hour of a
+    /// regional bucket refusing writes. Default 5m.
+    #[serde(default = "default_copy_backoff_max")]
+    pub backoff_max: Span,
+    /// Copies waiting at most; a copy beyond it is not queued (counted as `not_queued`; the
+    /// read is served all the same, and a resync copies the object later). Each costs a file
+    /// of about 300 bytes and as much memory. Default 100000.
+    #[serde(default = "default_copy_max_pending")]
+    pub max_pending: usize,
+    /// Objects larger than this are not copied (a copy holds the object in memory): not on
+    /// fill, and a sync or resync reports them failed naming this key. Default 64MiB (JuiceFS
+    /// blocks are at most 16 MiB).
+    #[serde(default = "default_copy_max_object")]
+    pub max_object: ByteSize,
+    /// How often the cluster runs a full sync of each volume from its sources into its
+    /// regional copy (led by one node: the owner of the volume's resync point on the ring).
+    /// It lists both buckets (one LIST per 1000 keys each) and copies what is missing or
+    /// differs through the owners. "0s" turns it off. Default 7d.
+    #[serde(default = "default_copy_resync_every")]
+    pub resync_every: Span,
+}
+
+impl Default for CopySection {
+    fn default() -> Self {
+        Self {
+            concurrency: default_copy_concurrency(),
+            bandwidth: default_copy_bandwidth(),
+            attempts: default_copy_attempts(),
+            backoff: default_copy_backoff(),
+            backoff_max: default_copy_backoff_max(),
+            max_pending: default_copy_max_pending(),
+            max_object: default_copy_max_object(),
+            resync_every: default_copy_resync_every(),
+        }
+    }
+}
+
+fn default_copy_concurrency() -> usize {
+    2
+}
+fn default_copy_bandwidth() -> ByteSize {
+    ByteSize::mib(50)
+}
+fn default_copy_attempts() -> u32 {
+    20
+}
+fn default_copy_backoff() -> Span {
+    Span(Duration::from_secs(1))
+}
+fn default_copy_backoff_max() -> Span {
+    Span(Duration::from_secs(300))
+}
+fn default_copy_max_pending() -> usize {
+    100_000
+}
+fn default_copy_resync_every() -> Span {
+    Span(Duration::from_secs(7 * 86_400))
+}
+fn default_copy_max_object() -> ByteSize {
+    ByteSize::mib(64)
+}
+
+impl CopySection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=256).contains(&self.concurrency) {
+            return Err(ConfigError::invalid("copy.concurrency", "must be 1..=256"));
+        }
+        if self.attempts == 0 {
+            return Err(ConfigError::invalid("copy.attempts", "must be at least 1"));
+        }
+        if self.backoff.0.is_zero() {
+            return Err(ConfigError::invalid("copy.backoff", "must be above 0"));
+        }
+        if self.backoff_max.0 < self.backoff.0 {
+            return Err(ConfigError::invalid(
+                "copy.backoff_max",
+                format!("{} is shorter than copy.backoff ({})", self.backoff_max, self.backoff),
+            ));
+        }
+        if self.max_pending == 0 {
+            return Err(ConfigError::invalid("copy.max_pending", "must be at least 1"));
+        }
+        if self.max_object.0 == 0 {
+            return Err(ConfigError::invalid("copy.max_object", "must be above 0"));
+        }
+        Ok(())
+    }
 }
 
 /// `[node]`
@@ -175,6 +289,7 @@ impl NodeConfig {
             cluster: None,
             tls,
             volume: Vec::new(),
+            copy: CopySection::default(),
         }
     }
 
@@ -189,6 +304,7 @@ impl NodeConfig {
             validate_cluster(cluster)?;
         }
         validate_volumes(&self.volume)?;
+        self.copy.validate()?;
         validate_page_size("cache.page_size", self.cache.page_size)?;
         if self.cache.memory_capacity.0 < self.cache.page_size.0 {
             return Err(ConfigError::invalid("cache.memory_capacity", "must hold at least one page"));
@@ -287,6 +403,8 @@ url = "file:///tmp/origin"
         assert_eq!(minimal.cache.disk_capacity, ByteSize::mib(1024));
         assert_eq!(minimal.weight(), 1);
         assert_eq!(c.node.handoff.0, Duration::from_secs(60));
+        assert_eq!(c.copy, CopySection::default());
+        assert_eq!((c.copy.concurrency, c.copy.bandwidth, c.copy.attempts), (2, ByteSize::mib(50), 20));
         let big = parse(&GOOD.replace("disk_capacity = \"2GiB\"", "disk_capacity = \"320GiB\"")).expect("parses");
         assert_eq!(big.weight(), 20);
     }
@@ -326,6 +444,11 @@ url = "file:///tmp/origin"
             (GOOD.replace("data_dir", "datadir"), "datadir"),
             (GOOD.replace("2GiB", "2 gigs"), "2 gigs"),
             (GOOD.replace("data_dir = \"data/a\"", "data_dir = \"data/a\"\nweight = 101"), "node.weight"),
+            (format!("{GOOD}\n[copy]\nconcurrency = 0\n"), "copy.concurrency"),
+            (format!("{GOOD}\n[copy]\nbackoff = \"10s\"\nbackoff_max = \"1s\"\n"), "copy.backoff_max"),
+            (format!("{GOOD}\n[copy]\nattempts = 0\n"), "copy.attempts"),
+            (format!("{GOOD}\n[copy]\nmax_pending = 0\n"), "copy.max_pending"),
+            (format!("{GOOD}\n[copy]\nbandwith = \"1MiB\"\n"), "bandwith"),
             (
                 format!("{}\n[cluster]\nmembership = \"gossip\"\nseeds = [\"127.0.0.1:7001\"]\n", GOOD)
                     .replace("listen = \"127.0.0.1:7001\"", "listen = \"0.0.0.0:7001\""),

@@ -11,6 +11,10 @@
 //!  scrape ───►│ admin.rs (/metrics, /healthz)          metrics.rs (every name, one registry)│
 //!             └───────────────────────────────────────────────────────────────────────────┘
 //! ```
+//! Beside the read path: `copy/` keeps a volume's regional copy filled (objects a fill had to
+//! read from a source are queued durably and copied in the background), and `cost.rs` turns
+//! what was sent to each origin into an estimate of what it cost.
+//!
 //! `main.rs` parses flags, loads the config, calls [`Node::build`] and runs it until a signal.
 //! Nothing a config file or the environment sets can make a node misbehave: faults come from
 //! [`Hooks`], which only a test installs.
@@ -18,12 +22,15 @@
 pub mod admin;
 pub mod answer;
 pub mod config;
+pub mod copy;
+pub mod cost;
 pub mod fill_tap;
 pub mod lookup;
 pub mod membership;
 pub mod metrics;
 mod node;
 pub mod node_id;
+pub mod resync;
 pub mod server;
 pub mod service;
 pub mod store;

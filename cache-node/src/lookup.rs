@@ -28,7 +28,7 @@ use std::{
 };
 
 use cache_client::{
-    origin::{OriginChain, OriginError},
+    origin::{OriginChain, OriginError, Passed},
     pool::{ExchangeError, Pool},
 };
 use cache_proto::{
@@ -40,9 +40,11 @@ use cache_proto::{
 use tokio::sync::Semaphore;
 
 use crate::{
+    copy::Copier,
+    cost::OriginPrice,
     fill_tap::FillTaps,
     membership::Membership,
-    metrics::{ErrorKind, KindLabel, NodeMetrics, VolumeLabel, VolumeName},
+    metrics::{ErrorKind, KindLabel, NodeMetrics, OriginOp, VolumeLabel, VolumeName},
     store::{FlightError, Page, PageEntry, PageKey, PageStore},
 };
 
@@ -51,6 +53,8 @@ use crate::{
 pub struct VolumeState {
     pub token: String,
     pub origin: Arc<OriginChain>,
+    /// The origins' prices and roles, for the cost estimate.
+    pub prices: Vec<OriginPrice>,
 }
 
 /// Why a lookup found no page: what the client is told. Cloned to every request that waited on
@@ -119,6 +123,9 @@ pub struct Lookup {
     pub taps: Arc<FillTaps>,
     pub page_size: u32,
     pub origin_timeout: Duration,
+    /// Copies objects filled from a source into the volume's regional copy (`None`: no volume
+    /// has one).
+    pub copier: Option<Copier>,
 }
 
 impl Lookup {
@@ -165,6 +172,7 @@ impl Lookup {
                 timeout: self.origin_timeout,
                 metrics: self.metrics.clone(),
                 fills: self.fills.clone(),
+                copier: self.copier.clone(),
             };
             fill.run()
         };
@@ -303,12 +311,13 @@ struct Fill {
     timeout: Duration,
     metrics: NodeMetrics,
     fills: Arc<Semaphore>,
+    copier: Option<Copier>,
 }
 
 impl Fill {
     /// A cacheable [`Page`] whose digest was computed or checked here.
     async fn run(self) -> Result<Page, Failure> {
-        let Self { origin, handoff, taps, key, page_size, timeout, metrics, fills } = self;
+        let Self { origin, handoff, taps, key, page_size, timeout, metrics, fills, copier } = self;
         let timed_out = || Failure::Origin(format!("origin did not answer {} within {timeout:?}", key.key));
         // One permit per page buffer being filled (`node.max_fill_bytes`): fills beyond it wait
         // here, before they allocate, so a burst of cold pages cannot grow the node past its
@@ -344,8 +353,35 @@ impl Fill {
         };
         let (read, ()) = tokio::join!(read, tell);
         tap.end();
-        let read = read.map_err(|_| timed_out())??;
+        let read = match read.map_err(|_| timed_out())? {
+            Ok(read) => read,
+            Err(e) => {
+                if matches!(e, OriginError::NotFound { .. }) {
+                    for i in 0..origin.len() {
+                        metrics.origin_op(&key.volume, i, OriginOp::GetMissing, 0);
+                    }
+                }
+                return Err(e.into());
+            }
+        };
         metrics.origin_bytes.get_or_create(&volume).inc_by(read.bytes.len() as u64);
+        // The origins before the one that answered each said "no such object"; a regional copy
+        // may instead have failed, or been skipped after a failure (not asked).
+        for i in 0..read.origin {
+            match (i, read.first) {
+                (0, Some(Passed::Failed)) => metrics.origin_op(&key.volume, 0, OriginOp::GetFailed, 0),
+                (0, Some(Passed::Skipped)) => {}
+                _ => metrics.origin_op(&key.volume, i, OriginOp::GetMissing, 0),
+            }
+        }
+        metrics.origin_op(&key.volume, read.origin, OriginOp::Get, read.bytes.len() as u64);
+        // Page 0 came from a source: the regional copy lacks the object (copy/mod.rs).
+        if key.page == 0
+            && read.origin > 0
+            && let Some(copier) = &copier
+        {
+            copier.offer(&key.volume, &key.key, read.object_size, read.etag.clone(), read.origin);
+        }
         let digest = page_digest(&key.volume, &key.key, key.page, 0, &read.bytes);
         Ok(Page { object_size: read.object_size, etag: read.etag, digest, bytes: read.bytes })
     }

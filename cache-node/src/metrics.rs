@@ -114,8 +114,19 @@ pub mod names {
     pub const DISK_STRIKES: &str = "mirrorcache_node_disk_strikes";
     pub const DISK_BYPASSES: &str = "mirrorcache_node_disk_bypasses";
     pub const DISK_BYPASSED: &str = "mirrorcache_node_disk_bypassed";
+    pub const ORIGIN_OPS: &str = "mirrorcache_node_origin_ops";
+    pub const ORIGIN_OP_BYTES: &str = "mirrorcache_node_origin_op_bytes";
+    pub const COPIES: &str = "mirrorcache_node_copies";
+    pub const COPY_BACKLOG: &str = "mirrorcache_node_copy_backlog_objects";
+    pub const COPY_BACKLOG_BYTES: &str = "mirrorcache_node_copy_backlog_bytes";
+    pub const COPY_OLDEST: &str = "mirrorcache_node_copy_oldest_pending_seconds";
+    pub const COST: &str = "mirrorcache_node_cost_estimate";
+    pub const RESYNC_OBJECTS: &str = "mirrorcache_node_resync_last_objects";
+    pub const RESYNC_FINISHED: &str = "mirrorcache_node_resync_last_finished_timestamp_seconds";
 
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 26] = [
+        RESYNC_OBJECTS,
+        RESYNC_FINISHED,
         HITS,
         MISSES,
         SERVED_BYTES,
@@ -133,8 +144,107 @@ pub mod names {
         DISK_STRIKES,
         DISK_BYPASSES,
         DISK_BYPASSED,
+        ORIGIN_OPS,
+        ORIGIN_OP_BYTES,
+        COPIES,
+        COPY_BACKLOG,
+        COPY_BACKLOG_BYTES,
+        COPY_OLDEST,
+        COST,
     ];
 }
+
+/// A request this node sent to one origin of a volume's chain: the `op` label of `origin_ops`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum OriginOp {
+    /// A GET that returned bytes.
+    Get,
+    /// A GET answered 404 (the origin lacks the object; the chain asked the next one).
+    GetMissing,
+    /// A GET of the regional copy that failed (down, refusing, corrupt; the source was asked).
+    GetFailed,
+    Head,
+    Put,
+}
+
+impl OriginOp {
+    pub const ALL: [OriginOp; 5] = [Self::Get, Self::GetMissing, Self::GetFailed, Self::Head, Self::Put];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::GetMissing => "get_missing",
+            Self::GetFailed => "get_failed",
+            Self::Head => "head",
+            Self::Put => "put",
+        }
+    }
+}
+
+/// What became of a copy into a regional bucket: the `outcome` label of `copies`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum CopyOutcome {
+    /// Written and verified.
+    Done,
+    /// The regional bucket already had it (same size and MD5): nothing written.
+    AlreadyThere,
+    /// A written copy failed its check (size or MD5) and is written again.
+    Redone,
+    /// An attempt failed (the copy waits and tries again within its budget).
+    Retried,
+    /// Out of attempts: kept in `copies/failed` for a resync.
+    Failed,
+    /// Not queued: the queue was full, its disk refused the entry, or the object is too large.
+    NotQueued,
+}
+
+impl CopyOutcome {
+    pub const ALL: [CopyOutcome; 6] =
+        [Self::Done, Self::AlreadyThere, Self::Redone, Self::Retried, Self::Failed, Self::NotQueued];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::AlreadyThere => "already_there",
+            Self::Redone => "redone",
+            Self::Retried => "retried",
+            Self::Failed => "failed",
+            Self::NotQueued => "not_queued",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OriginOpLabel {
+    pub volume: VolumeName,
+    /// Index in the volume's origin chain (0: the regional copy, if it has one).
+    pub origin: u32,
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub volume: VolumeName,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResyncLabel {
+    pub volume: VolumeName,
+    /// `found`, `copied`, `already_there`, `failed` or `extra`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabel {
+    pub volume: VolumeName,
+    /// `spent` (on every origin) or `saved` (by reads the regional copy served, against the
+    /// source's prices).
+    pub kind: &'static str,
+}
+
+/// A gauge of a float (the cost estimate).
+pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// The disk breakers' series (`store/breaker.rs`), labelled by `op` (`read`, `write`).
 #[derive(Debug, Clone, Default)]
@@ -186,6 +296,20 @@ pub struct NodeMetrics {
     pub disk_dropped: Counter,
     /// The disk breakers' strikes and bypasses (the store's breakers count them).
     pub breakers: BreakerMetrics,
+    /// Requests to each origin of each volume's chain, by op, and their bytes (read or written).
+    pub origin_ops: Family<OriginOpLabel, Counter>,
+    pub origin_op_bytes: Family<OriginOpLabel, Counter>,
+    /// Copies into regional buckets by outcome.
+    pub copies: Family<OutcomeLabel, Counter>,
+    /// Copies waiting (queued or being made), their bytes, and the age of the oldest.
+    pub copy_backlog: Family<VolumeLabel, Gauge>,
+    pub copy_backlog_bytes: Family<VolumeLabel, Gauge>,
+    pub copy_oldest_seconds: Family<VolumeLabel, Gauge>,
+    /// Estimated money spent and saved, from the origins' prices (set before each scrape).
+    pub cost: Family<CostLabel, FloatGauge>,
+    /// The last scheduled resync this node led, per volume: objects by kind, and when it ended.
+    pub resync_objects: Family<ResyncLabel, Gauge>,
+    pub resync_finished: Family<VolumeLabel, Gauge>,
 }
 
 /// Latency buckets: 100 µs .. ~13 s, doubling.
@@ -217,6 +341,15 @@ impl NodeMetrics {
             peeks: Family::default(),
             disk_dropped: Counter::default(),
             breakers: BreakerMetrics::default(),
+            origin_ops: Family::default(),
+            origin_op_bytes: Family::default(),
+            copies: Family::default(),
+            copy_backlog: Family::default(),
+            copy_backlog_bytes: Family::default(),
+            copy_oldest_seconds: Family::default(),
+            cost: Family::default(),
+            resync_objects: Family::default(),
+            resync_finished: Family::default(),
         };
         use names::*;
         r.register(HITS, "Pages served from the cache, by volume and tier", m.hits.clone());
@@ -256,6 +389,31 @@ impl NodeMetrics {
             DISK_BYPASSED,
             "1 while the node skips its disk for reads (pages come from memory or the origin) or writes",
             m.breakers.bypassed.clone(),
+        );
+        r.register(
+            ORIGIN_OPS,
+            "Requests sent to each origin of a volume's chain (origin = its index), by op",
+            m.origin_ops.clone(),
+        );
+        r.register(ORIGIN_OP_BYTES, "Bytes read from (get) or written to (put) each origin", m.origin_op_bytes.clone());
+        r.register(COPIES, "Copies into the regional bucket, by outcome", m.copies.clone());
+        r.register(COPY_BACKLOG, "Copies into the regional bucket waiting on this node", m.copy_backlog.clone());
+        r.register(COPY_BACKLOG_BYTES, "Bytes of the copies waiting on this node", m.copy_backlog_bytes.clone());
+        r.register(COPY_OLDEST, "Age of the oldest copy waiting on this node", m.copy_oldest_seconds.clone());
+        r.register(
+            RESYNC_OBJECTS,
+            "Objects the last scheduled resync led by this node found, copied, already_there, failed, extra",
+            m.resync_objects.clone(),
+        );
+        r.register(
+            RESYNC_FINISHED,
+            "When the last scheduled resync led by this node ended (Unix seconds)",
+            m.resync_finished.clone(),
+        );
+        r.register(
+            COST,
+            "Estimated money spent on origins (spent) and saved by regional reads (saved), from configured prices",
+            m.cost.clone(),
         );
         // Create every labelled series up front so scrapes show zeros rather than gaps.
         for v in &m.volumes {
@@ -297,6 +455,53 @@ impl NodeMetrics {
         }
         *m.registry.lock() = r;
         m
+    }
+
+    /// Creates the origin, copy and cost series of `volume` (with `origins` origins) up front.
+    pub fn volume_origins(&self, volume: &Volume, origins: usize) {
+        let name = VolumeName(volume.clone());
+        for origin in 0..origins as u32 {
+            for op in OriginOp::ALL {
+                let label = OriginOpLabel { volume: name.clone(), origin, op: op.as_str() };
+                let _ = self.origin_ops.get_or_create(&label);
+                let _ = self.origin_op_bytes.get_or_create(&label);
+            }
+        }
+        for outcome in CopyOutcome::ALL {
+            let _ = self.copies.get_or_create(&OutcomeLabel { volume: name.clone(), outcome: outcome.as_str() });
+        }
+        let label = VolumeLabel { volume: name.clone() };
+        let _ = self.copy_backlog.get_or_create(&label);
+        let _ = self.copy_backlog_bytes.get_or_create(&label);
+        let _ = self.copy_oldest_seconds.get_or_create(&label);
+        for kind in ["spent", "saved"] {
+            let _ = self.cost.get_or_create(&CostLabel { volume: name.clone(), kind });
+        }
+    }
+
+    /// Counts one request to origin `origin` of `volume`'s chain, and its bytes.
+    pub fn origin_op(&self, volume: &Volume, origin: usize, op: OriginOp, bytes: u64) {
+        let label = OriginOpLabel { volume: VolumeName(volume.clone()), origin: origin as u32, op: op.as_str() };
+        self.origin_ops.get_or_create(&label).inc();
+        if bytes > 0 {
+            self.origin_op_bytes.get_or_create(&label).inc_by(bytes);
+        }
+    }
+
+    /// Requests and bytes of `op` to origin `origin` of `volume` so far.
+    pub fn origin_op_totals(&self, volume: &Volume, origin: usize, op: OriginOp) -> (u64, u64) {
+        let label = OriginOpLabel { volume: VolumeName(volume.clone()), origin: origin as u32, op: op.as_str() };
+        (self.origin_ops.get_or_create(&label).get(), self.origin_op_bytes.get_or_create(&label).get())
+    }
+
+    pub fn copy(&self, volume: &Volume, outcome: CopyOutcome) {
+        self.copies
+            .get_or_create(&OutcomeLabel { volume: VolumeName(volume.clone()), outcome: outcome.as_str() })
+            .inc();
+    }
+
+    pub fn copies_total(&self, volume: &Volume, outcome: CopyOutcome) -> u64 {
+        self.copies.get_or_create(&OutcomeLabel { volume: VolumeName(volume.clone()), outcome: outcome.as_str() }).get()
     }
 
     pub fn error(&self, kind: ErrorKind) {
@@ -400,7 +605,9 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), names::ALL.len(), "a metric name is listed twice");
-        let text = NodeMetrics::new(vec![Volume::new("v").expect("valid")]).encode();
+        let m = NodeMetrics::new(vec![Volume::new("v").expect("valid")]);
+        m.volume_origins(&Volume::new("v").expect("valid"), 2);
+        let text = m.encode();
         let registered: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
@@ -415,6 +622,11 @@ mod tests {
         for name in names::ALL {
             assert!(docs.contains(name), "ARCHITECTURE.md does not name the metric {name}");
         }
+        assert!(
+            text.contains("mirrorcache_node_origin_ops_total{volume=\"v\",origin=\"1\",op=\"get_missing\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("mirrorcache_node_cost_estimate{volume=\"v\",kind=\"saved\"} 0"), "{text}");
         let kinds: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
         let mut unique = kinds.clone();
         unique.sort_unstable();

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! Node::build ─► TLS (reloading cert) ─► volumes' origin chains ─► QUIC endpoint ─► membership
-//!             ─► gossip task (if any) ─► PageStore::open ─► Service ─► admin listener
+//!             ─► gossip task (if any) ─► PageStore::open ─► Copier::start (queued copies
+//!                resume) ─► Service ─► admin listener
 //! Node::run   ─► server::serve (QUIC) + admin::serve (HTTP) + cert reload ... shutdown resolves
 //!             ─► stop accepting ─► wait for streams (grace) ─► close QUIC ─► close the cache
 //! ```
@@ -38,6 +39,8 @@ use crate::{
     admin,
     answer::Hooks,
     config::NodeConfig,
+    copy::{Copier, CopierError, CopierParts},
+    cost::OriginPrice,
     lookup::{Lookup, VolumeState},
     membership::{Membership, driver, gossip::Gossip, peer::Peer},
     metrics::NodeMetrics,
@@ -57,6 +60,8 @@ pub enum StartError {
     Origin { volume: String, source: OriginError },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("copies into regional buckets: {0}")]
+    Copier(#[from] CopierError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
 }
@@ -97,7 +102,8 @@ impl Node {
         for v in &config.volume {
             let origin = OriginChain::from_config(&v.origin)
                 .map_err(|source| StartError::Origin { volume: v.name.to_string(), source })?;
-            volumes.insert(v.name.clone(), VolumeState { token: v.token.clone(), origin: Arc::new(origin) });
+            let prices = v.origin.iter().map(OriginPrice::from).collect();
+            volumes.insert(v.name.clone(), VolumeState { token: v.token.clone(), origin: Arc::new(origin), prices });
         }
 
         let bind = |what, addr, source| StartError::Bind { what, addr, source };
@@ -144,8 +150,22 @@ impl Node {
         };
 
         let metrics = NodeMetrics::new(config.volume.iter().map(|v| v.name.clone()).collect());
+        for v in &config.volume {
+            metrics.volume_origins(&v.name, v.origin.len());
+        }
         let store = PageStore::open(&config, &metrics).await?;
         let page_size = config.cache.page_size.0;
+        let chains = volumes.iter().map(|(name, state)| (name.clone(), state.origin.clone())).collect();
+        let parts = CopierParts {
+            node: id.clone(),
+            data_dir: &config.node.data_dir,
+            config: config.copy.clone(),
+            store: store.clone(),
+            page_size,
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+        };
+        let copier = Copier::start(parts, &config.volume, &chains)?;
         let lookup = Lookup {
             id: id.clone(),
             store,
@@ -156,6 +176,7 @@ impl Node {
             taps: Arc::default(),
             page_size: page_size as u32,
             origin_timeout: config.node.origin_timeout.0,
+            copier,
         };
         let service = Arc::new(Service {
             id: id.clone(),
@@ -167,6 +188,7 @@ impl Node {
             operators: config.node.operators.clone(),
             node_certs: NodeCerts::new(&files)?,
             hooks,
+            resyncs: crate::resync::Resyncs::open(&config.node.data_dir, config.copy.resync_every.0),
         });
         Ok(Self { id, quic_addr, admin_addr, service, endpoint, admin, cert, stop, gossip_task })
     }
@@ -186,6 +208,7 @@ impl Node {
         let tracker = TaskTracker::new();
         let quic = tokio::spawn(server::serve(endpoint.clone(), service.clone(), stop.clone(), tracker.clone()));
         let admin = tokio::spawn(admin::serve(admin, service.clone(), stop.clone()));
+        tokio::spawn(crate::resync::run(service.clone(), stop.clone()));
         tracing::info!(node = %id, quic = %quic_addr, admin = %admin_addr, "node serving");
 
         // A renewed certificate is picked up without a restart (new handshakes only).

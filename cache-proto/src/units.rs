@@ -83,7 +83,7 @@ impl Serialize for ByteSize {
     }
 }
 
-/// A duration written in config as `"250ms"`, `"5s"` or `"2m"`.
+/// A duration written in config as `"250ms"`, `"5s"`, `"2m"`, `"6h"` or `"7d"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span(pub Duration);
 
@@ -98,7 +98,9 @@ impl FromStr for Span {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
-            other => return Err(format!("{s:?}: unknown duration unit {other:?} (use ms, s, m)")),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
+            other => return Err(format!("{s:?}: unknown duration unit {other:?} (use ms, s, m, h, d)")),
         };
         Ok(Span(d))
     }

@@ -68,6 +68,12 @@ pub struct Cluster {
     pub configure_node: fn(&mut NodeConfig),
     /// Environment of the node processes (e.g. a fault injector's `LD_PRELOAD`).
     pub node_env: Vec<(String, String)>,
+    /// Setup 2: a second S3 server, the volume's regional copy (the first origin of the chain,
+    /// `replica = true`, same bucket and prefix as the source `s3`), started by
+    /// [`Self::start_with_replica`].
+    pub replica: Option<S3Origin>,
+    /// Applied to the regional copy's `[[volume.origin]]` entry (e.g. write credentials, prices).
+    pub configure_replica: fn(&mut OriginConfig),
 }
 
 /// The origin's deadlines and retries in a test cluster's configs.
@@ -187,6 +193,12 @@ impl Cluster {
         Self::start_with_config(ids, false, &[], configure).await
     }
 
+    /// Setup 2: [`Self::start_configured`] with a second S3 server (`replica`) as the volume's
+    /// regional copy, in front of the source (`s3`) in every origin chain.
+    pub async fn start_with_replica(ids: &[&str], configure: impl FnOnce(&mut Cluster)) -> Cluster {
+        Self::start_inner(ids, false, &[], true, configure).await
+    }
+
     async fn start_with(ids: &[&str], gossip: bool, spare: &[&str]) -> Cluster {
         Self::start_with_config(ids, gossip, spare, |_| {}).await
     }
@@ -197,10 +209,27 @@ impl Cluster {
         spare: &[&str],
         configure: impl FnOnce(&mut Cluster),
     ) -> Cluster {
+        Self::start_inner(ids, gossip, spare, false, configure).await
+    }
+
+    async fn start_inner(
+        ids: &[&str],
+        gossip: bool,
+        spare: &[&str],
+        with_replica: bool,
+        configure: impl FnOnce(&mut Cluster),
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let all: Vec<&str> = ids.iter().chain(spare).copied().collect();
         cachectl::certs::generate(&dir.path().join("certs"), &all, &["client"], 30).expect("certificates");
         let s3 = S3Origin::start(&dir.path().join("origin"), AK, SK).await.expect("S3 origin");
+        let replica = if with_replica {
+            let root = dir.path().join("regional");
+            std::fs::create_dir_all(root.join(BUCKET)).expect("regional bucket");
+            Some(S3Origin::start(&root, AK, SK).await.expect("regional S3"))
+        } else {
+            None
+        };
         let mut cluster = Cluster {
             dir,
             s3,
@@ -210,6 +239,8 @@ impl Cluster {
             cache: cache(),
             configure_node: |_| {},
             node_env: Vec::new(),
+            replica,
+            configure_replica: |_| {},
         };
         configure(&mut cluster);
         for id in ids {
@@ -244,7 +275,15 @@ impl Cluster {
         }
         (self.tuning.configure_origin)(&mut origin);
         let name = cache_proto::key::Volume::new(name).expect("valid volume name");
-        VolumeConfig::new(name, token, vec![origin])
+        let mut origins = vec![origin];
+        if let Some(replica) = &self.replica {
+            let mut regional = replica.origin_config(BUCKET, VOLUME);
+            (self.tuning.configure_origin)(&mut regional);
+            regional.replica = true;
+            (self.configure_replica)(&mut regional);
+            origins.insert(0, regional);
+        }
+        VolumeConfig::new(name, token, origins)
     }
 
     /// Node `i`'s config file as the harness writes it at each spawn.
@@ -342,7 +381,13 @@ impl Cluster {
         config.client.connect_timeout = Span(Duration::from_secs(1));
         config.client.page_timeout = Span(Duration::from_secs(10));
         config.client.origin_timeout = Span(self.tuning.origin_timeout);
-        config.volume = vec![self.volume_config(volume, token)];
+        let mut volume = self.volume_config(volume, token);
+        // Clients only read: write credentials stay in the nodes' configs.
+        for origin in &mut volume.origin {
+            origin.write_access_key_id = None;
+            origin.write_secret_access_key = None;
+        }
+        config.volume = vec![volume];
         config
     }
 
@@ -376,6 +421,16 @@ impl Cluster {
         let mut out = String::new();
         s.read_to_string(&mut out).await.expect("read");
         out
+    }
+
+    /// The regional copy's server (setup 2). Panics without one.
+    pub fn regional(&self) -> &S3Origin {
+        self.replica.as_ref().expect("a cluster started with a regional copy")
+    }
+
+    /// Object `key` of the test volume as the regional copy holds it, if it does.
+    pub fn regional_object(&self, key: &str) -> Option<Vec<u8>> {
+        self.regional().object(BUCKET, &format!("{VOLUME}/{key}"))
     }
 
     /// Writes an object to the origin and returns its bytes.

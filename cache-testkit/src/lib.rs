@@ -15,4 +15,4 @@ pub mod faults;
 pub mod s3;
 
 pub use data::{block_key, content};
-pub use s3::{Fault, S3Origin};
+pub use s3::{Fault, PutFault, S3Origin};

@@ -63,22 +63,48 @@ struct Stats {
     faulted: AtomicU64,
     /// The fault to inject, and for how many more GetObject requests (`None`: every one).
     fault: Mutex<Option<(Fault, Option<u64>)>>,
+    heads: AtomicU64,
+    puts: AtomicU64,
+    put_bytes: AtomicU64,
+    /// The fault to inject into PutObject requests, and for how many more (`None`: every one).
+    put_fault: Mutex<Option<(PutFault, Option<u64>)>>,
+}
+
+/// A fault [`S3Origin`] injects into PutObject requests (a regional bucket that refuses writes,
+/// or a write that arrives damaged). A fake only where a real server cannot misbehave on demand:
+/// authentication, the S3 error XML and s3s-fs's own write and ETag stay real.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutFault {
+    /// `403 AccessDenied` (a bucket policy or credentials that do not allow writes).
+    Refuse,
+    /// `503 ServiceUnavailable` (the bucket is down).
+    Unavailable,
+    /// The body is stored with the byte at offset `at` flipped (the ETag is the stored bytes' MD5).
+    Corrupt { at: u64 },
+    /// Only the first `keep` bytes of the body are stored.
+    Truncate { keep: u64 },
+}
+
+/// Takes the next fault of `slot`, counting it down.
+fn take_fault<F: Copy>(slot: &Mutex<Option<(F, Option<u64>)>>) -> Option<F> {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    let (fault, left) = (*slot)?;
+    match left {
+        Some(0) => {
+            *slot = None;
+            return None;
+        }
+        Some(1) => *slot = None,
+        Some(n) => *slot = Some((fault, Some(n - 1))),
+        None => {}
+    }
+    Some(fault)
 }
 
 impl Stats {
     /// The fault for the GetObject request now arriving, counting it down.
     fn next_fault(&self) -> Option<Fault> {
-        let mut slot = self.fault.lock().unwrap_or_else(|e| e.into_inner());
-        let (fault, left) = (*slot)?;
-        match left {
-            Some(0) => {
-                *slot = None;
-                return None;
-            }
-            Some(1) => *slot = None,
-            Some(n) => *slot = Some((fault, Some(n - 1))),
-            None => {}
-        }
+        let fault = take_fault(&self.fault)?;
         self.faulted.fetch_add(1, Ordering::Relaxed);
         Some(fault)
     }
@@ -162,6 +188,12 @@ impl S3Origin {
         })
     }
 
+    /// The address it listens on (to start it again there after dropping it: a bucket that was
+    /// down and is back).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `http://127.0.0.1:PORT`
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -192,6 +224,37 @@ impl S3Origin {
     /// Answers every request normally again (requests already hanging stay so).
     pub fn clear_faults(&self) {
         *self.stats.fault.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// HeadObject requests that passed authentication so far.
+    pub fn head_count(&self) -> u64 {
+        self.stats.heads.load(Ordering::Relaxed)
+    }
+
+    /// PutObject requests that passed authentication so far (refused ones included).
+    pub fn put_count(&self) -> u64 {
+        self.stats.puts.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the `Content-Length` of the PutObject requests (the bytes clients sent).
+    pub fn put_bytes(&self) -> u64 {
+        self.stats.put_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Injects `fault` into the next `n` PutObject requests (`None`: every one, until
+    /// [`Self::clear_put_faults`]).
+    pub fn fail_puts(&self, fault: PutFault, n: Option<u64>) {
+        *self.stats.put_fault.lock().unwrap_or_else(|e| e.into_inner()) = Some((fault, n));
+    }
+
+    /// Takes writes normally again.
+    pub fn clear_put_faults(&self) {
+        *self.stats.put_fault.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The bytes of object `key` of `bucket` as stored, if it exists.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join(bucket).join(key)).ok()
     }
 
     /// GetObject requests that got a fault so far (they are in [`Self::get_count`] too).
@@ -337,8 +400,41 @@ impl S3 for CountingFs {
         })
     }
 
+    fn head_object<'a, 'b>(&'a self, req: S3Request<HeadObjectInput>) -> BoxedResult<'b, HeadObjectOutput>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        self.stats.heads.fetch_add(1, Ordering::Relaxed);
+        self.fs.head_object(req)
+    }
+
+    fn put_object<'a, 'b>(&'a self, mut req: S3Request<PutObjectInput>) -> BoxedResult<'b, PutObjectOutput>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(async move {
+            self.stats.puts.fetch_add(1, Ordering::Relaxed);
+            let len = req.input.content_length.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+            self.stats.put_bytes.fetch_add(len, Ordering::Relaxed);
+            let body_fault = match take_fault(&self.stats.put_fault) {
+                Some(PutFault::Refuse) => return Err(s3_error!(AccessDenied, "injected fault: writes refused")),
+                Some(PutFault::Unavailable) => return Err(s3_error!(ServiceUnavailable, "injected fault")),
+                Some(PutFault::Corrupt { at }) => Some(Fault::Corrupt { at }),
+                Some(PutFault::Truncate { keep }) => Some(Fault::Truncate { keep }),
+                None => None,
+            };
+            if let Some(fault) = body_fault
+                && let Some(body) = req.input.body.take()
+            {
+                req.input.body = Some(StreamingBlob::wrap(FaultyBody::new(body, fault)));
+            }
+            self.fs.put_object(req).await
+        })
+    }
+
     delegate! {
-        head_object: HeadObjectInput => HeadObjectOutput,
         head_bucket: HeadBucketInput => HeadBucketOutput,
         list_buckets: ListBucketsInput => ListBucketsOutput,
         list_objects: ListObjectsInput => ListObjectsOutput,
@@ -346,7 +442,6 @@ impl S3 for CountingFs {
         get_bucket_location: GetBucketLocationInput => GetBucketLocationOutput,
         create_bucket: CreateBucketInput => CreateBucketOutput,
         delete_bucket: DeleteBucketInput => DeleteBucketOutput,
-        put_object: PutObjectInput => PutObjectOutput,
         copy_object: CopyObjectInput => CopyObjectOutput,
         delete_object: DeleteObjectInput => DeleteObjectOutput,
         delete_objects: DeleteObjectsInput => DeleteObjectsOutput,

@@ -4,12 +4,14 @@
 //! - `status [--json]`: ring epoch, members (state, weight, share), reachability and counters
 //! - `drain NODE [--no-wait]`: take a node off the ring and wait until it can be stopped
 //! - `warmup VOLUME PREFIX [--check | --evict]`: fill (or check, or drop) pages at their owners
+//! - `sync VOLUME [PREFIX] [--check [--json] | --delete-extra]`: copy the sources into the
+//!   regional copy through the ring (resumable), or report / remove what differs
 //! - `gateway [--listen ADDR] [--threads N]`: a read-only S3 endpoint over the cluster (bucket = volume)
 //! - `certs --dir DIR --nodes a,b,c --clients NAME`: create a cluster CA and certificates
 
 mod cmd;
 
-use cmd::{drain, gateway, get, status, warmup};
+use cmd::{drain, gateway, get, status, sync, warmup};
 
 use std::path::PathBuf;
 
@@ -37,6 +39,9 @@ enum Command {
     Drain(drain::DrainArgs),
     /// Cache every page under a prefix (or in a key file) at its owner; --check, --evict.
     Warmup(warmup::WarmupArgs),
+    /// Copy what the regional copy lacks from the sources (by the ring's nodes, resumable);
+    /// --check reports the differences, --delete-extra removes objects no source has.
+    Sync(sync::SyncArgs),
     /// Serve the volumes read-only over the S3 API (bucket = volume, SigV4: volume / token).
     Gateway(gateway::GatewayArgs),
     /// Create a cluster CA (or reuse the one in DIR) and node and client certificates.
@@ -82,6 +87,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Status(status) => status::run(&client(args.config.as_ref())?, status).await,
         Command::Drain(drain) => drain::run(&client(args.config.as_ref())?, drain).await,
         Command::Warmup(warmup) => warmup::run(&client(args.config.as_ref())?, warmup).await,
+        Command::Sync(sync) => sync::run(client(args.config.as_ref())?, sync).await,
         Command::Gateway(gateway) => gateway::run(args.config.as_ref(), gateway).await,
         Command::Certs { dir, nodes, clients, days } => {
             let nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();

@@ -1,11 +1,13 @@
 //! Listing: one origin's entries under a prefix ([`Origin::list`]), and the merge of the chain's
 //! listings into one page ([`merge`]): sorted by name, the earlier origin's entry first where two
-//! have the same name, cut at `max` with the name to continue after.
+//! have the same name, cut at `max` with the name to continue after. [`OriginChain::objects`]
+//! streams one origin's whole listing in byte order (for `cachectl sync`'s merge-join), holding
+//! one S3 LIST page at a time.
 
-use futures::StreamExt;
+use futures::{StreamExt, stream::BoxStream};
 use object_store::{ObjectMeta, ObjectStore, path::Path};
 
-use super::{ListedObject, Listing, Origin, OriginError};
+use super::{ListedObject, Listing, Origin, OriginChain, OriginError};
 use cache_proto::key::ObjectKey;
 
 /// An object or a common prefix; both are ordered by name.
@@ -118,6 +120,79 @@ impl Origin {
         out.sort_by(|a, b| a.name().cmp(b.name()));
         out.truncate(limit);
         Ok(out)
+    }
+}
+
+/// One origin's objects in byte order of their keys.
+pub type ObjectStream = BoxStream<'static, Result<ListedObject, OriginError>>;
+
+impl OriginChain {
+    /// Every object of origin `index` whose key starts with `prefix` and sorts after `after`, in
+    /// byte order, read lazily: an S3 origin costs one LIST request per 1000 keys and holds one
+    /// page of them, however many there are. A `file://` origin does not list in order, so it
+    /// is read whole and sorted (tests and small volumes only).
+    pub fn objects(&self, index: usize, prefix: &str, after: Option<&str>) -> Result<ObjectStream, OriginError> {
+        let Some(origin) = self.origins.get(index) else {
+            return Err(OriginError::Config { url: String::new(), message: format!("no origin {index}") });
+        };
+        let origin = origin.clone();
+        let prefix = prefix.to_owned();
+        let after = after.map(str::to_owned);
+        let dir = prefix.rfind('/').map_or("", |i| &prefix[..i]);
+        let base = if dir.is_empty() {
+            origin.prefix.clone()
+        } else {
+            match ObjectKey::new(dir).ok().and_then(|k| origin.object_path(&k).ok()) {
+                Some(path) => path,
+                None => return Ok(futures::stream::empty().boxed()),
+            }
+        };
+        let base = (!base.is_root()).then_some(base);
+        let offset = after.as_deref().and_then(|a| ObjectKey::new(a).ok()).and_then(|k| origin.object_path(&k).ok());
+        let listed = match &offset {
+            Some(offset) => origin.store.list_with_offset(base.as_ref(), offset),
+            None => origin.store.list(base.as_ref()),
+        };
+        let sorted = origin.sorted_list;
+        let (keep, stop) = (prefix.clone(), prefix);
+        let objects = listed
+            .map(move |meta| match meta {
+                Ok(meta) => match origin.entry(meta) {
+                    Some(Entry::Object(o)) => Ok(Some(o)),
+                    _ => Ok(None),
+                },
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(origin.other(origin.label.clone(), e)),
+            })
+            .filter_map(|r| async move { r.transpose() })
+            // Sorted: the first name past the prefix ends the walk (every later one is past too).
+            .take_while(move |r| {
+                let go = !sorted
+                    || r.as_ref().is_ok_and(|o| o.key.as_str() <= stop.as_str() || o.key.starts_with(&stop))
+                    || r.is_err();
+                async move { go }
+            })
+            .filter(move |r| {
+                let go = r
+                    .as_ref()
+                    .map_or(true, |o| o.key.starts_with(&keep) && after.as_deref().is_none_or(|a| o.key.as_str() > a));
+                async move { go }
+            });
+        if sorted {
+            return Ok(objects.boxed());
+        }
+        let filtered = objects;
+        Ok(futures::stream::once(async move {
+            let mut all: Vec<Result<ListedObject, OriginError>> = filtered.collect().await;
+            all.sort_by(|a, b| match (a, b) {
+                (Ok(a), Ok(b)) => a.key.cmp(&b.key),
+                (Err(_), _) => std::cmp::Ordering::Less,
+                (_, Err(_)) => std::cmp::Ordering::Greater,
+            });
+            futures::stream::iter(all)
+        })
+        .flatten()
+        .boxed())
     }
 }
 

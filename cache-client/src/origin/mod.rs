@@ -12,6 +12,11 @@
 //! Satisfiable`; local: "Requested range was invalid"). Only then, and for empty ranges, is a HEAD
 //! sent to learn the size.
 //!
+//! A chain whose first origin is a regional copy (`replica = true`) treats any failure of that
+//! origin like a 404: the read goes on to the source (the truth), and the regional copy is
+//! skipped for [`REPLICA_PAUSE`] so a bucket that is down does not cost every read its retries.
+//! [`OriginRead::first`] tells a caller how the first origin was passed, for its counters.
+//!
 //! `head` asks the chain like `get_range` does (the first origin that has the key answers).
 //! `list` lists **every** origin of the chain and merges the answers (an object is in the volume
 //! when any origin has it, since reads fall through the chain; where two origins hold a key, the
@@ -52,7 +57,7 @@ use std::{
     fmt,
     ops::Range,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
@@ -62,6 +67,8 @@ use crate::config::OriginConfig;
 use cache_proto::key::ObjectKey;
 
 pub use build::open_store;
+pub use list::ObjectStream;
+pub use read::etag_md5;
 use read::is_stall;
 
 /// Region used when an S3 origin does not name one.
@@ -106,7 +113,25 @@ pub struct OriginRead {
     pub etag: Option<String>,
     /// Index in the chain of the origin that answered.
     pub origin: usize,
+    /// When an origin after the first answered: how the first was passed (it did not have the
+    /// object; or, a regional copy, it failed or was paused after failing).
+    pub first: Option<Passed>,
 }
+
+/// How a read passed the chain's first origin on to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passed {
+    /// It answered "no such object" (one GET).
+    Missing,
+    /// A regional copy that failed (down, refusing, corrupt): one GET and its retries.
+    Failed,
+    /// A regional copy paused after a failure: not asked.
+    Skipped,
+}
+
+/// How long a regional copy that failed a read is skipped (reads go to the source meanwhile);
+/// the first read after it asks it again.
+pub const REPLICA_PAUSE: Duration = Duration::from_secs(5);
 
 /// What a read of the origin tells as it goes ([`OriginChain::get_range_tapped`]): the object's
 /// size and ETag once the answer's head is in, then each body chunk as it arrives. An origin that
@@ -149,7 +174,7 @@ pub struct Listing {
     pub next_start_after: Option<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Origin {
     /// The configured URL, for logs and metrics (it carries no credentials).
     label: String,
@@ -167,6 +192,12 @@ struct Origin {
 #[derive(Debug)]
 pub struct OriginChain {
     origins: Vec<Origin>,
+    /// The first origin is the volume's regional copy (`replica = true`): any failure of it,
+    /// not only a 404, passes a read to the source, and it is skipped for [`REPLICA_PAUSE`]
+    /// after a failure, so a regional bucket that is down costs reads one failed GET per pause.
+    replica: bool,
+    /// Until when the regional copy is skipped.
+    replica_paused: std::sync::Mutex<Option<Instant>>,
 }
 
 impl OriginChain {
@@ -178,7 +209,28 @@ impl OriginChain {
                 message: "a volume needs at least one origin".into(),
             });
         }
-        Ok(Self { origins: origins.iter().map(Origin::build).collect::<Result<_, _>>()? })
+        Ok(Self {
+            origins: origins.iter().map(Origin::build).collect::<Result<_, _>>()?,
+            replica: origins.len() > 1 && origins[0].replica,
+            replica_paused: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Whether the first origin is the volume's regional copy.
+    pub fn has_replica(&self) -> bool {
+        self.replica
+    }
+
+    /// Whether a read should skip the regional copy now (it failed within [`REPLICA_PAUSE`]).
+    fn replica_skipped(&self) -> bool {
+        let paused = self.replica_paused.lock().unwrap_or_else(|e| e.into_inner());
+        paused.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The regional copy failed `e`: skip it for a while; the source is asked instead.
+    fn replica_failed(&self, key: &ObjectKey, e: &OriginError) {
+        tracing::warn!(origin = %self.origins[0].label, %key, error = %e, pause = ?REPLICA_PAUSE, "regional copy failed; reading the source");
+        *self.replica_paused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + REPLICA_PAUSE);
     }
 
     pub fn len(&self) -> usize {
@@ -211,18 +263,44 @@ impl OriginChain {
         range: Range<u64>,
         tap: Option<&OriginTap>,
     ) -> Result<OriginRead, OriginError> {
+        let mut first = None;
         for (index, origin) in self.origins.iter().enumerate() {
-            if let Some(read) = origin.get_range(index, key, range.clone(), tap).await? {
-                return Ok(read);
+            if index == 0 && self.replica && self.replica_skipped() {
+                first = Some(Passed::Skipped);
+                continue;
+            }
+            match origin.get_range(index, key, range.clone(), tap).await {
+                Ok(Some(read)) => return Ok(OriginRead { first: first.filter(|_| index > 0), ..read }),
+                Ok(None) => first = first.or(Some(Passed::Missing)),
+                Err(e) if index == 0 && self.replica && !matches!(e, OriginError::OutOfRange { .. }) => {
+                    self.replica_failed(key, &e);
+                    first = Some(Passed::Failed);
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(OriginError::NotFound { key: key.to_string() })
     }
 
+    /// [`Self::get_range`] from origin `index` alone (a node copying an object from the source
+    /// that has it into the regional copy). `Ok(None)`: that origin does not have `key`.
+    /// Panics if `index >= len()`.
+    pub async fn get_range_at(
+        &self,
+        index: usize,
+        key: &ObjectKey,
+        range: Range<u64>,
+    ) -> Result<Option<OriginRead>, OriginError> {
+        self.origins[index].get_range(index, key, range, None).await
+    }
+
     /// Size, ETag and modification time of `key` from the first origin that has it (one HEAD per
     /// origin asked); NotFound passes to the next origin, any other error is returned at once.
     pub async fn head(&self, key: &ObjectKey) -> Result<OriginHead, OriginError> {
-        for origin in &self.origins {
+        for (index, origin) in self.origins.iter().enumerate() {
+            if index == 0 && self.replica && self.replica_skipped() {
+                continue;
+            }
             let path = origin.object_path(key).map_err(|e| origin.other(key, e))?;
             match origin.store.head(&path).await {
                 Ok(meta) => {
@@ -230,10 +308,28 @@ impl OriginChain {
                     return Ok(OriginHead { size: meta.size, etag: meta.e_tag, last_modified });
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) if index == 0 && self.replica => self.replica_failed(key, &origin.other(key, e)),
                 Err(e) => return Err(origin.other(key, e)),
             }
         }
         Err(OriginError::NotFound { key: key.to_string() })
+    }
+
+    /// Size, ETag and modification time of `key` at origin `index` only (`None`: it does not
+    /// have it), for `cachectl sync --delete-extra`, which deletes only what no source has.
+    pub async fn head_at(&self, index: usize, key: &ObjectKey) -> Result<Option<OriginHead>, OriginError> {
+        let Some(origin) = self.origins.get(index) else {
+            return Err(OriginError::Config { url: String::new(), message: format!("no origin {index}") });
+        };
+        let path = origin.object_path(key).map_err(|e| origin.other(key, e))?;
+        match origin.store.head(&path).await {
+            Ok(meta) => {
+                let last_modified = meta.last_modified.into();
+                Ok(Some(OriginHead { size: meta.size, etag: meta.e_tag, last_modified }))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(origin.other(key, e)),
+        }
     }
 
     /// Up to `max` volume keys that start with `prefix` (a plain string prefix, as in S3) and sort
@@ -322,6 +418,34 @@ mod tests {
         }
         let url = url::Url::from_directory_path(dir.path()).expect("file url").to_string();
         (dir, cfg(&url))
+    }
+
+    #[tokio::test]
+    async fn a_regional_copy_that_fails_passes_reads_to_the_source_and_is_paused() {
+        let (_dir, source) = file_origin(&[("a/1", b"from the source")]);
+        // A regional copy nobody listens at (connection refused), without retries.
+        let down = OriginConfig {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            allow_http: true,
+            retries: 0,
+            replica: true,
+            access_key_id: Some("AK".into()),
+            secret_access_key: Some("SK".into()),
+            ..cfg("s3://regional/vol1")
+        };
+        let key = ObjectKey::new("a/1").expect("key");
+        let chain = OriginChain::from_config(&[down.clone(), source.clone()]).expect("chain");
+        assert!(chain.has_replica());
+        let read = chain.get_range(&key, 0..100).await.expect("served by the source");
+        assert_eq!((&read.bytes[..], read.origin, read.first), (&b"from the source"[..], 1, Some(Passed::Failed)));
+        let read = chain.get_range(&key, 0..100).await.expect("served by the source");
+        assert_eq!(read.first, Some(Passed::Skipped), "paused after the failure");
+        assert_eq!(chain.head(&key).await.expect("head").size, 15);
+
+        // The same origin not marked as a regional copy: its failure is the read's.
+        let plain = OriginChain::from_config(&[OriginConfig { replica: false, ..down }, source]).expect("chain");
+        assert!(!plain.has_replica());
+        assert!(matches!(plain.get_range(&key, 0..100).await, Err(OriginError::Other { .. })));
     }
 
     #[tokio::test]

@@ -90,7 +90,7 @@ impl Origin {
                 });
             }
         }
-        Ok(Some(OriginRead { bytes: bytes.freeze(), object_size: size, etag: e_tag, origin: index }))
+        Ok(Some(OriginRead { bytes: bytes.freeze(), object_size: size, etag: e_tag, origin: index, first: None }))
     }
 
     /// A range starting at or past the end of the object, or an empty one: one HEAD learns the size.
@@ -114,7 +114,13 @@ impl Origin {
         match get_error {
             // The GET refused a start inside the object: it changed in between, or the store misbehaves.
             Some(e) if start < meta.size => Err(self.other(key, e)),
-            _ => Ok(Some(OriginRead { bytes: Bytes::new(), object_size: meta.size, etag: meta.e_tag, origin: index })),
+            _ => Ok(Some(OriginRead {
+                bytes: Bytes::new(),
+                object_size: meta.size,
+                etag: meta.e_tag,
+                origin: index,
+                first: None,
+            })),
         }
     }
 }
@@ -134,6 +140,12 @@ pub(super) fn is_stall(error: &object_store::Error) -> bool {
 
 /// The MD5 an ETag states, if it is a plain one: 32 hex digits, optionally quoted. Multipart
 /// ETags (`"<md5 of the parts' md5s>-<parts>"`) and weak ETags are not.
+/// [`plain_md5`], for callers outside the chain (a copy into the regional bucket compares the
+/// source's ETag with the one the copy's PUT got).
+pub fn etag_md5(etag: &str) -> Option<[u8; 16]> {
+    plain_md5(etag)
+}
+
 fn plain_md5(etag: &str) -> Option<[u8; 16]> {
     let hex = etag.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(etag);
     if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {

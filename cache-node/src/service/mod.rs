@@ -1,5 +1,5 @@
 //! What a node does with one decoded request: one match dispatches it to its file (`get.rs`,
-//! `peek.rs`, `warm.rs`, `ops.rs` for status, members and drain), which authorises it, finds the
+//! `peek.rs`, `warm.rs`, `copy.rs`, `ops.rs` for status, members and drain), which authorises it, finds the
 //! page through the [`Lookup`] and builds the [`Answer`]. No sockets here: the server hands in a
 //! [`RequestView`] borrowed from the frame and writes out the answer's head and payload, or, for
 //! a miss this request fills from the origin, the page's bytes as they arrive.
@@ -8,6 +8,7 @@
 //! searched by `&str`, metric labels clone an `Arc`, the head is encoded into a stack buffer and
 //! the payload is a `Bytes` slice of the cached page.
 
+mod copy;
 mod get;
 mod ops;
 mod peek;
@@ -48,6 +49,8 @@ pub struct Service {
     pub(crate) node_certs: NodeCerts,
     /// Sees every answer before it is written (tests inject faults here; none in a product).
     pub(crate) hooks: Hooks,
+    /// The scheduled resyncs this node led.
+    pub(crate) resyncs: crate::resync::Resyncs,
 }
 
 impl Service {
@@ -60,6 +63,7 @@ impl Service {
             RequestView::Status => self.status_answer(),
             RequestView::Members => self.members(),
             RequestView::Drain => self.drain(peer).await,
+            RequestView::Copy(copy) => self.copy(&copy).await,
         }
     }
 

@@ -4,13 +4,17 @@
 
 use std::time::Instant;
 
-use cache_proto::wire::{MemberState, MembersAnswer, NodeStatus, Status};
+use cache_proto::{
+    key::Volume,
+    wire::{MemberState, MembersAnswer, NodeStatus, OriginUse, Status, VolumeUse},
+};
 
 use super::Service;
 use crate::{
     answer::{Answer, json_answer},
+    cost,
     membership::driver::Control,
-    metrics::{ErrorKind, TierLabel, latency_quantile},
+    metrics::{CopyOutcome, CostLabel, ErrorKind, OriginOp, TierLabel, VolumeLabel, VolumeName, latency_quantile},
 };
 
 impl Service {
@@ -76,7 +80,62 @@ impl Service {
             drained: drain_left.is_some_and(|d| d.is_zero()),
             drain_left_secs: drain_left.map(|d| d.as_secs_f64().ceil() as u64),
             handoff_pages: m.handoff_total("hit"),
+            volumes: self.volume_uses(),
+            resyncs: self.resyncs.reports(),
         }
+    }
+
+    /// Per volume (in name order): each origin's requests and bytes and their estimated cost,
+    /// the copy backlog and outcomes, and the money the regional copy saved.
+    pub fn volume_uses(&self) -> Vec<VolumeUse> {
+        let m = self.metrics();
+        let mut names: Vec<&Volume> = self.volumes.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|name| {
+                let state = &self.volumes[name];
+                let origins: Vec<OriginUse> = state
+                    .prices
+                    .iter()
+                    .enumerate()
+                    .map(|(i, price)| {
+                        let (gets, get_bytes) = m.origin_op_totals(name, i, OriginOp::Get);
+                        let (puts, put_bytes) = m.origin_op_totals(name, i, OriginOp::Put);
+                        let mut u = OriginUse {
+                            url: price.url.clone(),
+                            replica: price.replica,
+                            gets,
+                            get_bytes,
+                            gets_missing: m.origin_op_totals(name, i, OriginOp::GetMissing).0,
+                            gets_failed: m.origin_op_totals(name, i, OriginOp::GetFailed).0,
+                            heads: m.origin_op_totals(name, i, OriginOp::Head).0,
+                            puts,
+                            put_bytes,
+                            spent: 0.0,
+                        };
+                        u.spent = price.spent(&u);
+                        u
+                    })
+                    .collect();
+                let backlog = self.lookup.copier.as_ref().map(|c| c.backlog(name)).unwrap_or_default();
+                let copies = |o| m.copies_total(name, o);
+                VolumeUse {
+                    volume: name.to_string(),
+                    spent: origins.iter().map(|o| o.spent).sum(),
+                    saved: cost::saved(&state.prices, &origins),
+                    origins,
+                    copy_pending: backlog.objects,
+                    copy_pending_bytes: backlog.bytes,
+                    copy_oldest_secs: backlog.oldest.as_secs(),
+                    copies_done: copies(CopyOutcome::Done),
+                    copies_already_there: copies(CopyOutcome::AlreadyThere),
+                    copies_redone: copies(CopyOutcome::Redone),
+                    copies_failed: copies(CopyOutcome::Failed),
+                    copies_not_queued: copies(CopyOutcome::NotQueued),
+                }
+            })
+            .collect()
     }
 
     /// Updates the cache-use gauges (called before each metrics scrape).
@@ -89,6 +148,16 @@ impl Service {
         ] {
             m.cache_used_bytes.get_or_create(&TierLabel { tier }).set(used as i64);
             m.cache_capacity_bytes.get_or_create(&TierLabel { tier }).set(capacity as i64);
+        }
+        for u in self.volume_uses() {
+            let Some((name, _)) = self.volumes.get_key_value(u.volume.as_str()) else { continue };
+            let volume = VolumeName(name.clone());
+            let label = VolumeLabel { volume: volume.clone() };
+            m.copy_backlog.get_or_create(&label).set(u.copy_pending as i64);
+            m.copy_backlog_bytes.get_or_create(&label).set(u.copy_pending_bytes as i64);
+            m.copy_oldest_seconds.get_or_create(&label).set(u.copy_oldest_secs as i64);
+            m.cost.get_or_create(&CostLabel { volume: volume.clone(), kind: "spent" }).set(u.spent);
+            m.cost.get_or_create(&CostLabel { volume, kind: "saved" }).set(u.saved);
         }
     }
 }

@@ -25,7 +25,10 @@ fn every_example_config_loads() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7, "node.toml, client.toml, the four local demo configs and the JuiceFS gateway's");
+    assert_eq!(
+        checked, 8,
+        "node.toml, client.toml, regional-copy.toml, the four local demo configs and the JuiceFS gateway's"
+    );
 }
 
 /// Every `mirrorcache_node_*` metric the Grafana dashboard and the docs query is one the node
@@ -33,7 +36,9 @@ fn every_example_config_loads() {
 #[test]
 fn dashboard_queries_only_metrics_the_node_exports() {
     let volume = cache_proto::key::Volume::new("vol1").expect("valid");
-    let exported = cache_node::metrics::NodeMetrics::new(vec![volume]).encode();
+    let metrics = cache_node::metrics::NodeMetrics::new(vec![volume.clone()]);
+    metrics.volume_origins(&volume, 2);
+    let exported = metrics.encode();
     let dashboard =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/grafana-dashboard.json"))
             .expect("dashboard");

@@ -12,19 +12,21 @@
 //! an `unwrap`. [`request`] holds the requests, [`response`] the answer heads, [`status`] and
 //! [`members`] the JSON payloads.
 
+pub mod copy;
 mod cursor;
 pub mod members;
 pub mod request;
 pub mod response;
 pub mod status;
 
+pub use copy::{Copy, CopyAnswer, CopyDone, CopyMode, CopyView};
 pub use members::{MemberInfo, MemberState, MembersAnswer};
 pub use request::{Get, GetView, Request, RequestKind, RequestView, Warm, WarmMode};
 pub use response::{
     ErrorHead, MAX_PAGE_HEAD_FRAME, PageHead, PageHeadRef, ResponseHead, Status, Tier, WarmOutcome, encode_page_head,
     encode_streamed_page_head,
 };
-pub use status::NodeStatus;
+pub use status::{NodeStatus, OriginUse, ResyncReport, VolumeUse};
 
 use crate::key::NameError;
 

@@ -1,12 +1,15 @@
 //! Requests: `Get` (one page, or a range inside it), `Status` (the node's counters), `Warm`
 //! (fill, check or evict one page at its owner, for `cachectl warmup`), `Peek` (a whole page only
 //! if it is cached: how a page's new owner asks its previous owner), `Members` (the ring as the
-//! node sees it) and `Drain` (an operator takes the node off the ring).
+//! node sees it), `Drain` (an operator takes the node off the ring) and `Copy` (copy an object
+//! into the volume's regional copy, or delete one the sources no longer have: `cachectl sync`,
+//! see [`super::copy`]).
 
 use std::fmt;
 
 use super::{
     MAX_REQUEST_BODY, MAX_TOKEN_LEN, REQUEST_PREFIX_LEN, VERSION, WireError,
+    copy::{Copy, CopyView},
     cursor::{Cursor, put_str},
 };
 use crate::{
@@ -23,6 +26,7 @@ pub enum RequestKind {
     Peek = 4,
     Members = 5,
     Drain = 6,
+    Copy = 7,
 }
 
 impl TryFrom<u8> for RequestKind {
@@ -35,6 +39,7 @@ impl TryFrom<u8> for RequestKind {
             4 => Ok(Self::Peek),
             5 => Ok(Self::Members),
             6 => Ok(Self::Drain),
+            7 => Ok(Self::Copy),
             other => Err(WireError::UnknownKind(other)),
         }
     }
@@ -168,6 +173,7 @@ pub enum Request {
     Peek(Get),
     Members,
     Drain,
+    Copy(Copy),
 }
 
 impl Request {
@@ -179,6 +185,7 @@ impl Request {
             Self::Peek(_) => RequestKind::Peek,
             Self::Members => RequestKind::Members,
             Self::Drain => RequestKind::Drain,
+            Self::Copy(_) => RequestKind::Copy,
         }
     }
 
@@ -196,6 +203,7 @@ impl Request {
                 body.push(w.mode as u8);
             }
             Self::Peek(g) => put_page_id(&mut body, &g.volume, &g.token, &g.key, g.page_size, g.page),
+            Self::Copy(c) => c.put_body(&mut body),
             Self::Status | Self::Members | Self::Drain => {}
         }
         let mut out = Vec::with_capacity(REQUEST_PREFIX_LEN + body.len());
@@ -244,6 +252,7 @@ pub enum RequestView<'a> {
     Peek(GetView<'a>),
     Members,
     Drain,
+    Copy(CopyView<'a>),
 }
 
 /// A borrowed [`Get`]. For a `Warm` or a `Peek`, the whole page (`start` 0, `len` the page size).
@@ -294,6 +303,7 @@ impl<'a> RequestView<'a> {
             RequestKind::Status => Self::Status,
             RequestKind::Members => Self::Members,
             RequestKind::Drain => Self::Drain,
+            RequestKind::Copy => Self::Copy(CopyView::take(&mut c)?),
             RequestKind::Get => {
                 let (volume, token, key, page_size, page) = take_page_id(&mut c)?;
                 let (start, len) = (c.u32("start")?, c.u32("len")?);
@@ -323,6 +333,7 @@ impl<'a> RequestView<'a> {
             Self::Status => Request::Status,
             Self::Members => Request::Members,
             Self::Drain => Request::Drain,
+            Self::Copy(c) => Request::Copy(c.to_owned()?),
             Self::Peek(g) => Request::Peek(g.to_owned()?),
             Self::Warm(g, mode) => {
                 let g = g.to_owned()?;

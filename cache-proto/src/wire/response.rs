@@ -1,5 +1,5 @@
 //! Response heads. A `Get` or a `Peek` is answered by a [`PageHead`] and `len` raw bytes, a
-//! `Status`, `Members` or `Drain` by a JSON payload of `len` bytes, a `Warm` by its outcome, and
+//! `Status`, `Members`, `Drain` or `Copy` by a JSON payload of `len` bytes, a `Warm` by its outcome, and
 //! any of them by an [`ErrorHead`] with a status and a message.
 
 use super::{
@@ -309,7 +309,7 @@ impl ResponseHead {
                 let etag = (!etag.is_empty()).then(|| etag.to_owned());
                 Self::Page(PageHead { object_size, digest, len, epoch, tier, etag })
             }
-            (Status::Ok, RequestKind::Status | RequestKind::Members | RequestKind::Drain) => {
+            (Status::Ok, RequestKind::Status | RequestKind::Members | RequestKind::Drain | RequestKind::Copy) => {
                 let len = c.u32("payload length")?;
                 if len > MAX_STATUS_PAYLOAD {
                     return Err(WireError::TooLarge {

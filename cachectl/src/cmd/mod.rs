@@ -4,4 +4,6 @@ pub mod drain;
 pub mod gateway;
 pub mod get;
 pub mod status;
+pub mod sync;
+mod sync_report;
 pub mod warmup;

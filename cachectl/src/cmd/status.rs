@@ -1,7 +1,9 @@
 //! `cachectl status`: one screen with the ring's epoch and every member of the ring: state,
 //! weight, share of the key space, whether it answers, hit ratio, request, byte and origin rates, errors, latency and cache use,
 //! from each node's own counters (a `Status` request over QUIC). `--watch` refreshes, with rates
-//! over the last interval; a single shot shows averages since each node started.
+//! over the last interval; a single shot shows averages since each node started. Below the
+//! table, each volume's origin use (requests and bytes per origin), copies into its regional
+//! bucket (backlog, outcomes) and estimated cost, summed over the nodes.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -9,7 +11,7 @@ use cache_client::Client;
 use cache_proto::{
     members::RingView,
     units::ByteSize,
-    wire::{MemberState, NodeStatus},
+    wire::{MemberState, NodeStatus, ResyncReport, VolumeUse},
 };
 use futures::future::join_all;
 use serde::Serialize;
@@ -67,7 +69,98 @@ async fn collect(client: &Client) -> (std::sync::Arc<RingView>, Vec<MemberStatus
 }
 
 fn document(view: &RingView, members: &[MemberStatus]) -> serde_json::Value {
-    serde_json::json!({ "epoch": format!("{:016x}", view.epoch), "members": members })
+    serde_json::json!({
+        "epoch": format!("{:016x}", view.epoch),
+        "members": members,
+        "volumes": volumes(members),
+        "resyncs": resyncs(members),
+    })
+}
+
+/// The latest scheduled resync of each volume, whichever node led it.
+fn resyncs(members: &[MemberStatus]) -> Vec<ResyncReport> {
+    let mut out: Vec<ResyncReport> = Vec::new();
+    for r in members.iter().filter_map(|m| m.status.as_ref()).flat_map(|s| &s.resyncs) {
+        match out.iter_mut().find(|o| o.volume == r.volume) {
+            Some(o) if o.started_unix < r.started_unix => *o = r.clone(),
+            Some(_) => {}
+            None => out.push(r.clone()),
+        }
+    }
+    out.sort_by(|a, b| a.volume.cmp(&b.volume));
+    out
+}
+
+/// Each volume's origin use, copies and cost, summed over the nodes that answered.
+fn volumes(members: &[MemberStatus]) -> Vec<VolumeUse> {
+    let mut out: Vec<VolumeUse> = Vec::new();
+    for v in members.iter().filter_map(|m| m.status.as_ref()).flat_map(|s| &s.volumes) {
+        match out.iter_mut().find(|o| o.volume == v.volume) {
+            Some(sum) => sum.add(v),
+            None => {
+                let mut sum = VolumeUse::default();
+                sum.add(v);
+                out.push(sum);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.volume.cmp(&b.volume));
+    out
+}
+
+/// One block per volume: the copy backlog and outcomes, the cost estimate, and each origin's
+/// requests and bytes (all nodes together).
+fn print_volumes(members: &[MemberStatus]) {
+    for v in volumes(members) {
+        println!(
+            "volume {}: copy backlog {} objects ({}), oldest {}s; copies done {}, already there {}, redone {}, \
+             failed {}, not queued {}; estimated spent {:.4}, saved {:.4}",
+            v.volume,
+            v.copy_pending,
+            ByteSize(v.copy_pending_bytes),
+            v.copy_oldest_secs,
+            v.copies_done,
+            v.copies_already_there,
+            v.copies_redone,
+            v.copies_failed,
+            v.copies_not_queued,
+            v.spent,
+            v.saved
+        );
+        for r in resyncs(members).iter().filter(|r| r.volume == v.volume) {
+            match r.finished_unix {
+                Some(end) => println!(
+                    "  last resync (led by {}): started {} (unix), {}s; found {}, copied {}, already there {}, \
+                     failed {}, extra in the mirror {}{}",
+                    r.node,
+                    r.started_unix,
+                    end.saturating_sub(r.started_unix),
+                    r.found,
+                    r.copied,
+                    r.already_there,
+                    r.failed,
+                    r.extra,
+                    r.error.as_deref().map(|e| format!("; stopped: {e}")).unwrap_or_default()
+                ),
+                None => println!("  resync running (led by {}) since {} (unix)", r.node, r.started_unix),
+            }
+        }
+        for (i, o) in v.origins.iter().enumerate() {
+            println!(
+                "  origin {i} {}{}: GET {} ({}), missing {}, failed {}, HEAD {}, PUT {} ({}); spent {:.4}",
+                o.url,
+                if o.replica { " (regional copy)" } else { "" },
+                o.gets,
+                ByteSize(o.get_bytes),
+                o.gets_missing,
+                o.gets_failed,
+                o.heads,
+                o.puts,
+                ByteSize(o.put_bytes),
+                o.spent
+            );
+        }
+    }
 }
 
 pub async fn run(client: &Client, args: StatusArgs) -> anyhow::Result<()> {
@@ -179,4 +272,5 @@ fn print_table(
             format!("{}/{}", ByteSize(s.disk_used), ByteSize(s.disk_capacity)),
         );
     }
+    print_volumes(members);
 }

@@ -181,7 +181,7 @@ impl Client {
             let open = self.open(primary, &at.get, at).await?;
             self.pool.note_head(primary, asked.elapsed());
             answering.store(true, Ordering::Relaxed);
-            self.finish(primary, open, at).await
+            self.finish(primary, open, at, backup.is_some()).await
         });
         let hedge_after = self.timeouts.hedge_after.0;
         let may_wait = !hedge_after.is_zero();
@@ -308,7 +308,7 @@ impl Client {
     /// One node's answer for one piece, checked: [`Self::open`], then [`Self::finish`].
     async fn ask(&self, member: &Member, request: &Request, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
         let open = self.open(member, request, at).await?;
-        self.finish(member, open, at).await
+        self.finish(member, open, at, false).await
     }
 
     /// Sends `request` and waits for the answer's head (within the page deadline): the length it
@@ -336,14 +336,15 @@ impl Client {
     /// The rest of an opened answer: its bytes as long as they keep coming (a gap longer than
     /// the page deadline ends it), checked against the digest, bound to the request. A cached
     /// page that crawls (far below the cluster's usual rate: `latency.rs`) is dropped, within
-    /// the hedge budget, so the read moves to the next node; a page the node is filling from
-    /// the origin comes at the origin's pace and is waited for.
-    async fn finish(&self, member: &Member, opened: Opened, at: &PieceAsk<'_>) -> Result<NodePage, Pass> {
+    /// the hedge budget, so the read moves to the next node (`next`: there is one; the last
+    /// node's cached page beats the origin however slowly it comes); a page the node is filling
+    /// from the origin comes at the origin's pace and is waited for.
+    async fn finish(&self, member: &Member, opened: Opened, at: &PieceAsk<'_>, next: bool) -> Result<NodePage, Pass> {
         let Opened { answering, whole, start } = opened;
         let piece = at.piece;
         let cached = matches!(&answering.head, ResponseHead::Page(p) if p.tier != Tier::Origin);
         let hedge_after = self.timeouts.hedge_after.0;
-        let crawling_after = (cached && !hedge_after.is_zero())
+        let crawling_after = (next && cached && !hedge_after.is_zero())
             .then(|| self.pool.crawling_after(u64::from(answering.head.payload_len()), hedge_after))
             .flatten();
         let began = Instant::now();

@@ -110,6 +110,7 @@ async fn an_interrupted_sync_resumes_from_its_checkpoint_and_copies_only_the_res
 
     let second = cachectl(&["--config", &config, "sync", VOLUME, "myjfs/", "--checkpoint", cp]).await;
     let out = text(&second.stdout);
+    println!("{}\n$ cachectl sync {VOLUME} myjfs/ (again)\n{out}", text(&first.stdout));
     assert!(second.status.success(), "{out}\n{}", text(&second.stderr));
     assert!(out.contains(&format!("resumed after {}", keys[7])), "{out}");
     assert!(out.contains("found 12 objects") && out.contains("copied 12 ("), "{out}");
@@ -140,6 +141,7 @@ async fn check_finds_a_deleted_an_added_and_a_changed_object_and_delete_extra_re
     // The test server's listings carry no ETags: --checksum HEADs objects of the same size.
     let check = cachectl(&["--config", &config, "sync", VOLUME, "myjfs/", "--check", "--checksum"]).await;
     let out = text(&check.stdout);
+    println!("$ cachectl sync {VOLUME} myjfs/ --check --checksum\n{out}{}", text(&check.stderr));
     assert!(!check.status.success(), "differences exit non-zero");
     assert!(text(&check.stderr).contains("1 missing, 1 extra, 1 differing"), "{}", text(&check.stderr));
     assert!(out.contains("6 objects in the sources, 4 the same, 1 missing, 1 extra, 1 differing"), "{out}");
@@ -147,6 +149,7 @@ async fn check_finds_a_deleted_an_added_and_a_changed_object_and_delete_extra_re
         assert!(out.lines().any(|l| l.starts_with(what) && l.contains(k.as_str())), "{what} {k}: {out}");
     }
     let json = cachectl(&["--config", &config, "sync", VOLUME, "myjfs/", "--check", "--checksum", "--json"]).await;
+    println!("$ cachectl sync {VOLUME} myjfs/ --check --checksum --json\n{}", text(&json.stdout));
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON report");
     assert_eq!(
         (report["missing"].as_u64(), report["extra"].as_u64(), report["differing"].as_u64()),

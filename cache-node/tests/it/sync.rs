@@ -312,3 +312,26 @@ async fn memory_of_a_sync_over_many_keys_stays_bounded() {
         println!("keys {total}: sync peak RSS {sync_kib} KiB");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_copies_fail_exits_non_zero_naming_them_and_copies_them_when_run_again() {
+    let (cluster, objects, config) = start(&["a"], 3).await;
+    cluster.regional().fail_puts(cache_testkit::PutFault::Refuse, None);
+    let cp = cluster.path("sync.checkpoint");
+    let cp = cp.to_str().expect("utf8");
+    let sync = cachectl(&["--config", &config, "sync", VOLUME, "myjfs/", "--checkpoint", cp]).await;
+    let (out, err) = (text(&sync.stdout), text(&sync.stderr));
+    assert!(!sync.status.success(), "{out}");
+    assert!(out.contains("copied 0 (0B), already there 0, failed 3"), "{out}");
+    for (k, _) in &objects {
+        assert!(err.contains(&format!("failed: {k}: node a: origin_failed")), "{k} named: {err}");
+    }
+    assert!(err.contains("3 objects failed"), "{err}");
+    // The checkpoint never moves past a failed copy: here the first key failed, so none is kept.
+    assert!(!Path::new(cp).exists(), "nothing done, no checkpoint");
+
+    cluster.regional().clear_put_faults();
+    let sync = cachectl(&["--config", &config, "sync", VOLUME, "myjfs/", "--checkpoint", cp]).await;
+    assert!(sync.status.success(), "{}", text(&sync.stderr));
+    assert!(text(&sync.stdout).contains("copied 3 ("), "{}", text(&sync.stdout));
+}

@@ -474,6 +474,11 @@ impl NodeMetrics {
         let _ = self.copy_backlog.get_or_create(&label);
         let _ = self.copy_backlog_bytes.get_or_create(&label);
         let _ = self.copy_oldest_seconds.get_or_create(&label);
+        // 0 until this node leads a resync of the volume.
+        let _ = self.resync_finished.get_or_create(&label);
+        for kind in ["found", "copied", "already_there", "failed", "extra"] {
+            let _ = self.resync_objects.get_or_create(&ResyncLabel { volume: name.clone(), kind });
+        }
         for kind in ["spent", "saved"] {
             let _ = self.cost.get_or_create(&CostLabel { volume: name.clone(), kind });
         }

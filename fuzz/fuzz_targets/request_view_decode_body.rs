@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
-    let Ok(kind) = RequestKind::try_from(selector % 6 + 1) else { return };
+    let Ok(kind) = RequestKind::try_from(selector % 7 + 1) else { return };
     let view = RequestView::decode_body(kind, body);
     let owned = Request::decode_body(kind, body);
     match view {

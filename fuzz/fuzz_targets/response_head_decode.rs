@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, frame)) = data.split_first() else { return };
-    let Ok(kind) = RequestKind::try_from(selector % 6 + 1) else { return };
+    let Ok(kind) = RequestKind::try_from(selector % 7 + 1) else { return };
     if let Some(prefix) = frame.first_chunk::<RESPONSE_PREFIX_LEN>()
         && let Err(e) = ResponseHead::parse_prefix(prefix)
     {

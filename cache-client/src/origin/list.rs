@@ -230,4 +230,23 @@ mod tests {
         assert_eq!(names(&top), ["k/"]);
         assert!(chain.list(Some("nothing/here"), true, None, 10).await.expect("list").objects.is_empty());
     }
+
+    #[tokio::test]
+    async fn objects_streams_one_origin_in_order_under_a_prefix_after_a_key() {
+        let (_a, first) = file_origin(&[("j/c/1", b"1"), ("j/c/0", b"0"), ("j/d/2", b"22"), ("k/3", b"3")]);
+        let (_b, second) = file_origin(&[("j/c/5", b"5")]);
+        let chain = OriginChain::from_config(&[first, second]).expect("chain");
+        let keys = |after: Option<&'static str>, prefix: &'static str, index: usize| {
+            let chain = &chain;
+            async move {
+                let stream = chain.objects(index, prefix, after).expect("stream");
+                stream.map(|o| o.expect("object").key).collect::<Vec<_>>().await
+            }
+        };
+        assert_eq!(keys(None, "", 0).await, ["j/c/0", "j/c/1", "j/d/2", "k/3"]);
+        assert_eq!(keys(None, "j/", 0).await, ["j/c/0", "j/c/1", "j/d/2"]);
+        assert_eq!(keys(Some("j/c/0"), "j/c", 0).await, ["j/c/1"]);
+        assert_eq!(keys(None, "j/", 1).await, ["j/c/5"], "one origin only");
+        assert!(chain.objects(2, "", None).is_err());
+    }
 }

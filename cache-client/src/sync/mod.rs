@@ -18,6 +18,7 @@
 pub mod ask;
 pub mod checkpoint;
 pub mod diff;
+mod hand_out;
 mod sources;
 pub mod watermark;
 
@@ -30,10 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cache_proto::{
-    key::{ObjectKey, Volume},
-    wire::{CopyDone, CopyMode},
-};
+use cache_proto::key::{ObjectKey, Volume};
 use futures::StreamExt;
 use tokio::task::JoinSet;
 
@@ -41,6 +39,7 @@ pub use self::ask::{ClientDispatch, CopyAskError, CopyOrder, Dispatch};
 use self::{
     checkpoint::Checkpoint,
     diff::{Difference, Step, compare, step},
+    hand_out::{Ended, Pace, retire, spawn_copy, spawn_delete},
     sources::Sources,
     watermark::Watermark,
 };
@@ -143,9 +142,6 @@ pub enum SyncError {
     #[error(transparent)]
     Checkpoint(#[from] checkpoint::CheckpointError),
 }
-
-/// The result of one copy task: its watermark ticket, key, size and answer.
-type Ended = (u64, String, u64, Result<CopyDone, CopyAskError>);
 
 /// [`run`] by a client: lists with the client's origin chain of the volume, copies through the
 /// ring, each copy given `timeout` at its node.
@@ -327,123 +323,4 @@ fn save_checkpoint(
     checkpoint::save(path, &c)?;
     *saved = Some(c.done_through);
     Ok(())
-}
-
-fn spawn_copy(
-    dispatch: &Arc<dyn Dispatch>,
-    plan: &SyncPlan,
-    running: &mut JoinSet<Ended>,
-    mark: &mut Watermark,
-    source: usize,
-    object: ListedObject,
-) {
-    let seq = mark.started(&object.key);
-    let order = ObjectKey::new(&object.key).map(|key| CopyOrder {
-        key,
-        mode: CopyMode::Copy,
-        source,
-        size: object.size,
-        etag: object.etag.clone(),
-    });
-    spawn_order(dispatch, plan, running, seq, object, order);
-}
-
-fn spawn_delete(
-    dispatch: &Arc<dyn Dispatch>,
-    plan: &SyncPlan,
-    running: &mut JoinSet<Ended>,
-    mark: &mut Watermark,
-    object: ListedObject,
-) {
-    let seq = mark.started(&object.key);
-    let order = ObjectKey::new(&object.key).map(|key| CopyOrder {
-        key,
-        mode: CopyMode::DeleteExtra,
-        source: 0,
-        size: object.size,
-        etag: None,
-    });
-    spawn_order(dispatch, plan, running, seq, ListedObject { size: 0, ..object }, order);
-}
-
-fn spawn_order(
-    dispatch: &Arc<dyn Dispatch>,
-    plan: &SyncPlan,
-    running: &mut JoinSet<Ended>,
-    seq: u64,
-    object: ListedObject,
-    order: Result<CopyOrder, cache_proto::key::NameError>,
-) {
-    let (dispatch, volume) = (dispatch.clone(), plan.volume.clone());
-    running.spawn(async move {
-        let result = match order {
-            Ok(order) => dispatch.copy(volume, order).await,
-            Err(e) => Err(CopyAskError::Answer {
-                key: object.key.clone(),
-                node: "-".into(),
-                message: format!("not a valid object key: {e}"),
-            }),
-        };
-        (seq, object.key, object.size, result)
-    });
-}
-
-/// Counts one finished copy or delete and moves the watermark.
-fn retire(
-    done: Result<Ended, tokio::task::JoinError>,
-    mark: &mut Watermark,
-    tally: &SyncTally,
-    found: &mut impl FnMut(Finding),
-) {
-    let (seq, key, size, result) = match done {
-        Ok(ended) => ended,
-        Err(e) => {
-            // A copy task that panicked or was cancelled: nothing to retire it by, so the
-            // watermark stays before it (the next sync does it again).
-            tally.failed.fetch_add(1, Relaxed);
-            found(Finding::Failed { key: "?".into(), error: format!("copy task ended: {e}") });
-            return;
-        }
-    };
-    match result {
-        Ok(CopyDone::Copied) => {
-            tally.copied.fetch_add(1, Relaxed);
-            tally.copied_bytes.fetch_add(size, Relaxed);
-        }
-        Ok(CopyDone::AlreadyThere) => {
-            tally.already_there.fetch_add(1, Relaxed);
-        }
-        Ok(CopyDone::Deleted) => {
-            tally.deleted.fetch_add(1, Relaxed);
-        }
-        Ok(CopyDone::NotThere) => {}
-        Err(e) => {
-            tally.failed.fetch_add(1, Relaxed);
-            found(Finding::Failed { key: key.clone(), error: e.to_string() });
-            mark.finished(seq, false);
-            return;
-        }
-    }
-    mark.finished(seq, true);
-}
-
-/// The sync-wide bandwidth cap: each copy's bytes are handed out at most `rate` per second.
-struct Pace {
-    rate: Option<u64>,
-    next: Instant,
-}
-
-impl Pace {
-    fn new(rate: Option<u64>) -> Self {
-        Self { rate: rate.filter(|r| *r > 0), next: Instant::now() }
-    }
-
-    async fn wait(&mut self, bytes: u64) {
-        let Some(rate) = self.rate else { return };
-        let now = Instant::now();
-        if self.next > now {
-            tokio::time::sleep(self.next - now).await;
-        }
-        self.next = self.next.max(now) + Duration::from_secs_f64(bytes as f64 / rate as f64);
-    }
 }

@@ -289,7 +289,7 @@ async fn malformed_frames_get_typed_errors_and_change_nothing() {
         ("version 0".into(), frame(0, 1, 0, &[]), true, "protocol version 0"),
         ("version 2".into(), patched(&good, 0, 2), true, "protocol version 2"),
         ("kind 0".into(), frame(VERSION, 0, 0, &[]), true, "unknown request kind 0"),
-        ("kind 7".into(), frame(VERSION, 7, 0, &[]), true, "unknown request kind 7"),
+        ("kind 8".into(), frame(VERSION, 8, 0, &[]), true, "unknown request kind 8"),
         ("kind 255".into(), patched(&good, 1, 255), true, "unknown request kind 255"),
         (
             "body of 4 GiB declared, 64 KiB sent, no end".into(),

@@ -94,7 +94,8 @@ pub async fn run(client: Client, args: SyncArgs) -> anyhow::Result<()> {
     let end = sync::run_client(Arc::new(client), &plan, timeout, &tally, |finding| {
         if let Finding::Failed { key, error } = &finding {
             if failures.len() < FAILURES_SHOWN {
-                failures.push(format!("{key}: {error}"));
+                // The error names the key already when it comes from the copy.
+                failures.push(if error.starts_with(key.as_str()) { error.clone() } else { format!("{key}: {error}") });
             }
         } else if mode == SyncMode::Check {
             report.add(&finding, !args.json);
